@@ -1,0 +1,33 @@
+"""Verbs that later issues fill. They are listed in --help so the CLI's shape is visible."""
+
+from __future__ import annotations
+
+import click
+
+# name -> (help, what fills it)
+_PENDING = {
+    "gateway": ("Serve the HTTP gateway.", "the gateway issue"),
+    "bench": ("Benchmark the pipeline against the model's ceiling.", "the benchmark issue"),
+    "backfill": ("Re-run inference over a time range of frames.", "a later issue"),
+    "data": ("Versioned datasets.", "the MLOps issues"),
+    "train": ("Train a model with experiment tracking.", "the MLOps issues"),
+    "registry": ("The model registry.", "the MLOps issues"),
+    "deploy": ("Deploy a registered model to the workers.", "the MLOps issues"),
+    "monitor": ("Drift monitoring.", "the MLOps issues"),
+}
+
+
+def _pending(name: str, help_text: str, owner: str) -> click.Command:
+    @click.command(
+        name,
+        help=f"{help_text} (not implemented yet)",
+        context_settings={"ignore_unknown_options": True},
+    )
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"`framewire {name}` is not implemented yet ({owner})")
+
+    return command
+
+
+PENDING_COMMANDS = [_pending(name, *entry) for name, entry in _PENDING.items()]

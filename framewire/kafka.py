@@ -1,0 +1,93 @@
+"""Kafka connection helpers: the topics framewire owns, and reachability checks.
+
+kafka-python is used against Apache Kafka in production and against the embedded Tansu
+broker on laptops and in CI; where the two differ, the workaround is commented here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+
+from framewire.settings import Settings
+
+# Topic suffixes of DESIGN.md; the prefix comes from FRAMEWIRE_TOPIC_PREFIX.
+TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq")
+
+CLIENT_ID = "framewire"
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    name: str
+    partitions: int
+    created: bool  # False: it existed already
+
+
+def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """True when a Kafka-protocol broker answers at bootstrap."""
+    try:
+        admin = _admin(bootstrap, timeout_s)
+    except (NoBrokersAvailable, KafkaError, OSError, ValueError):
+        return False
+    admin.close()
+    return True
+
+
+def create_topics(settings: Settings, timeout_s: float = 10.0) -> list[TopicStatus]:
+    """Create framewire's topics where missing (idempotent); report each one's partitions."""
+    admin = _admin(settings.kafka_bootstrap, timeout_s)
+    created = []
+    try:
+        for suffix in TOPIC_NAMES:
+            topic = NewTopic(
+                settings.topic(suffix),
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs=_topic_configs(settings, suffix),
+            )
+            try:
+                admin.create_topics([topic], timeout_ms=int(timeout_s * 1000))
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    return [
+        TopicStatus(name, len(partitions_of(settings, name)), name in created)
+        for name in (settings.topic(s) for s in TOPIC_NAMES)
+    ]
+
+
+def partitions_of(settings: Settings, topic: str) -> set[int]:
+    """Partition ids of a topic, empty when it does not exist.
+
+    Read through a consumer's metadata rather than KafkaAdminClient.describe_topics: the
+    latter fails to parse Tansu's metadata answer (an ACL operation code it does not know).
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID
+    )
+    try:
+        return consumer.partitions_for_topic(topic) or set()
+    finally:
+        consumer.close()
+
+
+def _topic_configs(settings: Settings, suffix: str) -> dict[str, str]:
+    if suffix == "frames" and settings.frames_retention_hours > 0:
+        return {"retention.ms": str(int(settings.frames_retention_hours * 3_600_000))}
+    return {}
+
+
+def _admin(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
+    timeout_ms = int(timeout_s * 1000)
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id=CLIENT_ID,
+        request_timeout_ms=max(timeout_ms, 1000),
+        api_version_auto_timeout_ms=timeout_ms,
+    )

@@ -1,0 +1,263 @@
+"""Every FRAMEWIRE_* setting, defined once.
+
+A setting is a dataclass field whose metadata names its environment variable and how to
+parse it. `Settings.load()` reads the environment, applies CLI overrides on top, and
+remembers which names were set explicitly (the local stack needs to know whether Kafka
+and Redis were pointed somewhere on purpose). A bad value raises SettingsError with a
+one-line message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ENV_PREFIX = "FRAMEWIRE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; str() is one line naming the variable."""
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 < value < 65536:
+        raise ValueError("must be a TCP port between 1 and 65535")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _bootstrap(text: str) -> str:
+    for server in text.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("expected host:port[,host:port...]")
+    return text.strip()
+
+
+def _redis_url(text: str) -> str:
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
+    """A settings field: its env variable is FRAMEWIRE_ + the field name in upper case."""
+    return field(default=default, metadata={"parse": parse, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = setting(
+        "localhost:9092", _bootstrap, "Kafka bootstrap servers (host:port, comma separated)"
+    )
+    redis_url: str = setting(
+        "redis://localhost:6379/0", _redis_url, "Redis for results, latest-per-stream, replies"
+    )
+    celery_broker_url: str = setting(
+        "", str, "Celery broker and result backend; default: the same Redis server, database 1"
+    )
+    topic_prefix: str = setting("framewire.", str, "prefix of every framewire topic")
+    partitions: int = setting(4, _positive_int, "partitions of each topic created by framewire")
+    replication_factor: int = setting(1, _positive_int, "replication factor of created topics")
+    frames_retention_hours: float = setting(
+        24.0, _non_negative_float, "how long the frames topic keeps frames (the replay window)"
+    )
+    state_dir: Path = setting(
+        Path("~/.framewire"),
+        _path,
+        "where the local stack, models and datasets keep their files",
+    )
+    stack_kafka_port: int = setting(9092, _port, "loopback port of the embedded broker")
+    stack_redis_port: int = setting(6379, _port, "loopback port of the embedded Redis")
+    log_level: str = setting("info", _one_of("debug", "info", "warning", "error"), "log level")
+    log_format: str = setting(
+        "auto", _one_of("auto", "json", "console"), "auto: console on a terminal, else JSON"
+    )
+    # The worker.
+    consumer_group: str = setting(
+        "", str, "consumer group of the workers; default: the topic prefix + 'workers'"
+    )
+    auto_offset_reset: str = setting(
+        "earliest", _one_of("earliest", "latest"), "where a new consumer group starts reading"
+    )
+    device: str = setting("auto", str, "auto (CUDA when available), cpu, cuda or cuda:N")
+    model: str = setting("", str, "model directory to serve; default: the built-in demo model")
+    max_batch: int = setting(32, _positive_int, "largest batch the device runs")
+    max_delay_ms: float = setting(
+        5.0, _non_negative_float, "longest a ready frame waits for a fuller batch while busy"
+    )
+    decode_threads: int = setting(
+        min(8, os.cpu_count() or 1), _positive_int, "threads decoding and resizing frames"
+    )
+    max_in_flight: int = setting(
+        0, _int, "frames polled but not finished before partitions pause; 0: 4 x max_batch"
+    )
+    max_frame_bytes: int = setting(
+        10_000_000, _positive_int, "largest accepted frame record value (bytes)"
+    )
+    max_frame_pixels: int = setting(
+        40_000_000, _positive_int, "largest accepted decoded frame (width x height)"
+    )
+    result_ttl_s: int = setting(86_400, _positive_int, "how long fw:result:{frame_id} lives")
+    stream_maxlen: int = setting(
+        1_000, _positive_int, "approximate length cap of each fw:stream:{id}:results"
+    )
+    reply_ttl_s: int = setting(120, _positive_int, "how long an unread gateway reply lives")
+    metrics_port: int = setting(0, _int, "Prometheus /metrics port of the worker; 0: off")
+    drain_timeout_s: float = setting(
+        20.0, _non_negative_float, "how long shutdown or a revocation waits for in-flight frames"
+    )
+    # The producers (the publisher's figures are measured: see producers/publisher.py).
+    producer_acks: str = setting(
+        "all", _one_of("all", "1", "0"), "acknowledgements a frame needs before it counts as sent"
+    )
+    producer_linger_ms: int = setting(
+        5, _int, "how long the publisher waits to fill a batch of frames (ms)"
+    )
+    producer_batch_bytes: int = setting(
+        1_048_576, _positive_int, "largest batch of frames per partition (bytes)"
+    )
+    producer_buffer_bytes: int = setting(
+        33_554_432, _positive_int, "frames the publisher holds unacknowledged before send blocks"
+    )
+    producer_max_block_s: float = setting(
+        30.0, _non_negative_float, "how long send blocks on a full buffer before it fails"
+    )
+    producer_idempotence: str = setting(
+        "off", _one_of("off", "on"), "idempotent producer: on for Apache Kafka (Tansu refuses it)"
+    )
+    # Names that came from the environment or a CLI flag rather than a default.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Expanded here rather than at import so a default follows the current $HOME.
+        object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser())
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Defaults, then FRAMEWIRE_* variables, then overrides (CLI flags; None = not given)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in _setting_fields():
+            var = env_name(f.name)
+            if var in environ:
+                values[f.name] = _parse(f.name, var, environ[var])
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in {f.name for f in _setting_fields()}:
+                raise TypeError(f"unknown setting {name!r}")
+            values[name] = _parse(name, "--" + name.replace("_", "-"), str(value))
+        return cls(**values, explicit=frozenset(values))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed; changed names count as explicit."""
+        return replace(self, **changes, explicit=self.explicit | frozenset(changes))
+
+    def to_env(self) -> dict[str, str]:
+        """The explicit settings as FRAMEWIRE_* variables, to hand to a child process."""
+        return {env_name(name): str(getattr(self, name)) for name in sorted(self.explicit)}
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    @property
+    def frames_topic(self) -> str:
+        return self.topic("frames")
+
+    @property
+    def results_topic(self) -> str:
+        return self.topic("results")
+
+    @property
+    def monitoring_topic(self) -> str:
+        return self.topic("monitoring")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic("frames.dlq")
+
+    @property
+    def group_id(self) -> str:
+        return self.consumer_group or self.topic_prefix.rstrip(".-_") + "-workers"
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight if self.max_in_flight > 0 else 4 * self.max_batch
+
+    @property
+    def celery_url(self) -> str:
+        """Celery keeps its queues in their own Redis database, away from results."""
+        if self.celery_broker_url:
+            return self.celery_broker_url
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            return self.redis_url.split("?")[0] + "?db=1"
+        return urlunsplit(parts._replace(path="/1"))
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) for every setting: for `--help` texts and the README."""
+    return [
+        (env_name(f.name), str(f.default), f.metadata["help"]) for f in _setting_fields()
+    ]
+
+
+def _setting_fields() -> list:
+    return [f for f in fields(Settings) if "parse" in f.metadata]
+
+
+def _parse(name: str, source: str, text: str) -> Any:
+    parse = next(f for f in _setting_fields() if f.name == name).metadata["parse"]
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise SettingsError(f"{source}={text!r}: {exc}") from None

@@ -49,8 +49,11 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # kafka-python logs every reconnect attempt at INFO/WARNING; keep its noise out of ours.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # kafka-python logs every refused connection attempt as an ERROR and routine notes
+    # ("group_id is None") as warnings; framewire logs what those mean for the user itself.
+    # FRAMEWIRE_LOG_LEVEL=debug shows them all.
+    kafka_level = logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL
+    logging.getLogger("kafka").setLevel(kafka_level)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

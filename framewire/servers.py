@@ -163,7 +163,10 @@ def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """True when something listens on the port (connections in TIME_WAIT do not count:
+    the servers set SO_REUSEADDR, and so does this probe)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

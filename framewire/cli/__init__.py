@@ -17,6 +17,7 @@ from framewire.cli.pending import PENDING_COMMANDS
 from framewire.cli.produce import produce
 from framewire.cli.results import results
 from framewire.cli.stack import stack, topics
+from framewire.cli.train_demo import train_demo
 from framewire.cli.worker import worker
 from framewire.log import configure_logging
 from framewire.servers import ServerError
@@ -60,6 +61,7 @@ cli.add_command(produce)
 cli.add_command(worker)
 cli.add_command(results)
 cli.add_command(demo)
+cli.add_command(train_demo)
 for command in PENDING_COMMANDS:
     cli.add_command(command)
 

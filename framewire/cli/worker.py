@@ -1,0 +1,47 @@
+"""`framewire worker`: one Celery worker process for one device."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import click
+
+from framewire.settings import Settings
+
+
+@click.command()
+@click.option("--device", help="auto|cpu|cuda|cuda:N [FRAMEWIRE_DEVICE, auto]")
+@click.option("--model", help="model directory [FRAMEWIRE_MODEL, built-in demo model]")
+@click.option("--max-batch", type=click.IntRange(1), help="[FRAMEWIRE_MAX_BATCH, 32]")
+@click.option("--max-delay-ms", type=click.FloatRange(0), help="[FRAMEWIRE_MAX_DELAY_MS, 5]")
+@click.option("--decode-threads", type=click.IntRange(1), help="[FRAMEWIRE_DECODE_THREADS]")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="[FRAMEWIRE_METRICS_PORT]")
+@click.option("--name", help="Celery node name [fw-DEVICE-HOST-PID]")
+@click.pass_obj
+def worker(settings: Settings, name: str | None, **flags: object) -> None:
+    """Run a Celery GPU worker whose bootstep consumes frames from Kafka.
+
+    One process per device: the model lives in this process (no fork after CUDA), so
+    the Celery pool is `solo`; decoding, batching and writing run in threads inside it.
+    """
+    # Imported here so that `framewire --help` does not pay for Celery and torch.
+    from workers.app import create_app
+
+    given = {key: value for key, value in flags.items() if value is not None}
+    settings = settings.replace(**given) if given else settings
+    device = settings.device.replace(":", "")
+    node = name or f"fw-{device}-{socket.gethostname()}-{os.getpid()}@%h"
+    app = create_app(settings)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            f"--queues={','.join(('gpu', 'backfill'))}",
+            f"--hostname={node}",
+            f"--loglevel={settings.log_level.upper()}",
+            "--task-events",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )

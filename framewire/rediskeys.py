@@ -1,0 +1,23 @@
+"""The Redis layout of DESIGN.md, in one place for the worker, the CLI and the gateway."""
+
+from __future__ import annotations
+
+
+def result_key(frame_id: str) -> str:
+    """A result/1 JSON per frame, with a TTL."""
+    return f"fw:result:{frame_id}"
+
+
+def latest_key(stream_id: str) -> str:
+    """The result of the highest seq seen for a stream."""
+    return f"fw:stream:{stream_id}:latest"
+
+
+def stream_key(stream_id: str) -> str:
+    """A capped Redis Stream of a stream's results, field `result`."""
+    return f"fw:stream:{stream_id}:results"
+
+
+def reply_key(request_id: str) -> str:
+    """A list the gateway waits on with BLPOP."""
+    return f"fw:reply:{request_id}"

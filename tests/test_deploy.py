@@ -1,0 +1,62 @@
+"""docker-compose.yml and the Procfile cannot run here (no Docker engine): check that
+everything they name exists in the project."""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from pathlib import Path
+
+import click
+import yaml
+
+from framewire.cli import cli
+from framewire.settings import describe
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {variable for variable, _, _ in describe()}
+
+
+def check_command(argv: list[str]) -> None:
+    """A `framewire ...` command must resolve to a real CLI command; `celery -A M` to a module."""
+    if argv[0] == "framewire":
+        ctx = click.Context(cli)
+        command: click.Command = cli
+        for word in argv[1:]:
+            if word.startswith("-") or not isinstance(command, click.Group):
+                break
+            found = command.get_command(ctx, word)
+            assert found is not None, f"no such command: {' '.join(argv)}"
+            command = found
+        assert "not implemented yet" not in (command.help or ""), argv
+    elif argv[0] == "celery":
+        importlib.import_module(argv[argv.index("-A") + 1])
+    else:
+        raise AssertionError(f"unknown program {argv[0]}")
+
+
+def test_compose_services_use_what_exists():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if build:
+            assert (ROOT / build["context"] / build["dockerfile"]).is_file(), name
+        if "command" in service and build:
+            check_command(service["command"])
+        for variable in service.get("environment", {}):
+            if variable.startswith("FRAMEWIRE_"):
+                assert variable in SETTINGS, f"{name}: unknown setting {variable}"
+        for dependency in service.get("depends_on", []):
+            assert dependency in compose["services"], f"{name}: depends on {dependency}"
+
+
+def test_dockerfile_copies_every_package():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    for package in ("framewire", "schemas", "producers", "workers"):
+        assert f"COPY {package} " in dockerfile
+
+
+def test_procfile_commands_exist():
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            check_command(shlex.split(line.split(":", 1)[1]))

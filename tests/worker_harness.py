@@ -1,0 +1,79 @@
+"""Publish synthetic frames and wait for their results (workers: framewire.worker_process)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+
+import redis
+
+from framewire.rediskeys import result_key
+from framewire.settings import Settings
+from producers.publisher import Publisher
+from producers.synthetic import SyntheticSource
+from schemas import Frame
+
+
+def synthetic_frames(count: int, streams: int = 2, seed: int = 0) -> list[Frame]:
+    source = SyntheticSource(streams=streams, fps=30, seed=seed, realtime=False)
+    return list(itertools.islice(source, count))
+
+
+def publish(settings: Settings, frames: list[Frame]) -> None:
+    with Publisher(settings) as publisher:
+        stats = publisher.publish(frames)
+    assert stats.sent == len(frames), stats.summary()
+
+
+def wait_for_results(
+    settings: Settings, frame_ids: list[str], timeout_s: float = 90
+) -> dict[str, dict]:
+    """frame_id -> result/1 dict for every id, or AssertionError naming how many are missing."""
+    client = redis.Redis.from_url(settings.redis_url)
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    missing = list(frame_ids)
+    while missing:
+        values = client.mget([result_key(i) for i in missing])
+        for frame_id, value in zip(missing, values, strict=True):
+            if value is not None:
+                found[frame_id] = json.loads(value)
+        missing = [i for i in missing if i not in found]
+        if missing and time.monotonic() > deadline:
+            raise AssertionError(f"{len(missing)} of {len(frame_ids)} frames have no result")
+        if missing:
+            time.sleep(0.2)
+    return found
+
+
+class PacedPublisher(threading.Thread):
+    """Publishes frames at a steady rate in the background, so a test can act mid-stream."""
+
+    def __init__(self, settings: Settings, frames: list[Frame], fps: float) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.frames, self.fps = settings, frames, fps
+        self.sent = 0
+
+    def run(self) -> None:
+        with Publisher(self.settings) as publisher:
+            started = time.monotonic()
+            for i, frame in enumerate(self.frames):
+                time.sleep(max(0.0, started + i / self.fps - time.monotonic()))
+                publisher.send(frame)
+            publisher.flush()
+            self.sent = publisher.stats.sent
+
+
+def count_results(settings: Settings, frame_ids: list[str]) -> int:
+    client = redis.Redis.from_url(settings.redis_url)
+    return sum(v is not None for v in client.mget([result_key(i) for i in frame_ids]))
+
+
+def wait_until(condition, timeout_s: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)

@@ -1,0 +1,179 @@
+"""The device stage: the one thread that owns the model and the GPU (or CPU).
+
+Host work for batch N+1 overlaps device work for batch N: batch N is launched (on CUDA
+`submit` returns at once), then the batcher gathers N+1 while the device computes, then
+N+1 is launched and N collected. The model is loaded in this thread, never before a
+fork, and swapped between batches when a reload is requested.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from framewire.log import get_logger
+from workers.batcher import DynamicBatcher
+from workers.engine import InferenceEngine, PendingBatch
+from workers.work import WorkItem
+
+log = get_logger(__name__)
+
+EngineFactory = Callable[[str | None], InferenceEngine]  # model path or None -> engine
+
+
+@dataclass
+class FinishedBatch:
+    """A batch the device ran: predictions[i] belongs to items[i]."""
+
+    items: list[WorkItem]
+    predictions: list[list[dict]]
+    model_name: str
+    model_version: str
+    task: str
+    launched_at: float
+    inference_ms: float
+
+
+@dataclass
+class Rejected:
+    """Items that failed before or during inference: they go to the DLQ."""
+
+    items: list[WorkItem]
+
+
+@dataclass
+class _Launched:
+    items: list[WorkItem]
+    pending: PendingBatch
+    engine: InferenceEngine
+    launched_at: float
+
+
+class DeviceStage(threading.Thread):
+    def __init__(
+        self,
+        batcher: DynamicBatcher,
+        load_engine: EngineFactory,
+        finished: queue.Queue,
+        prepare_again: Callable[[WorkItem, InferenceEngine], WorkItem],
+        on_model_loaded: Callable[[InferenceEngine], None],
+    ) -> None:
+        super().__init__(name="framewire-device", daemon=True)
+        self.batcher = batcher
+        self.load_engine = load_engine
+        self.finished = finished
+        self.prepare_again = prepare_again
+        self.on_model_loaded = on_model_loaded
+        self.engine: InferenceEngine | None = None
+        self.ready = threading.Event()  # set once the first model is loaded (or failed)
+        self.load_error: BaseException | None = None
+        self._stop_event = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._reload_to: str | None = None
+        self._reload_requested = False
+
+    def request_reload(self, model: str | None) -> None:
+        """Swap to another model between batches (None: the default model)."""
+        with self._reload_lock:
+            self._reload_to, self._reload_requested = model, True
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        try:
+            self._swap_engine(None, initial=True)
+        finally:
+            self.ready.set()
+        if self.engine is None:
+            return
+        launched: _Launched | None = None
+        while not self._stop_event.is_set() or launched is not None:
+            self._reload_if_requested()
+            if launched is not None and launched.pending.done():
+                self._collect(launched)  # never hold finished results while waiting
+                launched = None
+            # While batch N runs, gather N+1; return as soon as the device is idle.
+            device_idle = partial(_idle, launched)
+            batch = self.batcher.next_batch(device_idle, timeout_s=0.05)
+            next_launch = self._launch(batch) if batch else None
+            if launched is not None:
+                self._collect(launched)
+            launched = next_launch
+
+    def _launch(self, batch: list[WorkItem]) -> _Launched | None:
+        engine = self.engine
+        assert engine is not None
+        good = [item for item in batch if item.ok]
+        good = [
+            item if item.input_spec == engine.card.input else self.prepare_again(item, engine)
+            for item in good
+        ]
+        rejected = [item for item in batch if not item.ok]
+        good = [item for item in good if item.ok]
+        if rejected:
+            self.finished.put(Rejected(rejected))
+        if not good:
+            return None
+        try:
+            launched_at = time.time()  # before submit: on the CPU, submit is the compute
+            images = np.stack([item.image for item in good])
+            return _Launched(good, engine.submit(images), engine, launched_at)
+        except Exception as exc:  # a model failure must not stop the worker
+            self._fail(good, exc)
+            return None
+
+    def _collect(self, launched: _Launched) -> None:
+        try:
+            predictions = launched.pending.result()
+        except Exception as exc:
+            self._fail(launched.items, exc)
+            return
+        card = launched.engine.card
+        for item in launched.items:
+            item.image = None  # release the pixels before the sink stage queues them
+        self.finished.put(
+            FinishedBatch(
+                items=launched.items,
+                predictions=predictions,
+                model_name=card.name,
+                model_version=card.version,
+                task=card.task,
+                launched_at=launched.launched_at,
+                inference_ms=(time.time() - launched.launched_at) * 1000,
+            )
+        )
+
+    def _fail(self, items: list[WorkItem], exc: BaseException) -> None:
+        log.exception("inference failed", frames=len(items))
+        for item in items:
+            item.fail("inference", f"{type(exc).__name__}: {exc}"[:300])
+        self.finished.put(Rejected(items))
+
+    def _reload_if_requested(self) -> None:
+        with self._reload_lock:
+            if not self._reload_requested:
+                return
+            model, self._reload_requested = self._reload_to, False
+        self._swap_engine(model)
+
+    def _swap_engine(self, model: str | None, initial: bool = False) -> None:
+        try:
+            engine = self.load_engine(model)
+        except Exception as exc:
+            log.exception("model load failed", model=model)
+            if initial:
+                self.load_error = exc
+            return  # a failed reload keeps serving the current model
+        self.engine = engine
+        self.on_model_loaded(engine)
+
+
+def _idle(launched: _Launched | None) -> bool:
+    return launched is None or launched.pending.done()

@@ -1,0 +1,235 @@
+"""The inference engine: a uint8 image batch in, result/1 predictions out, on CPU or CUDA.
+
+The decode threads hand over N x H x W x 3 uint8 images already sized and ordered for the
+model (`prepare`). Everything after that happens here, and on the device where there is
+one: uint8 crosses the bus (4x fewer bytes than float), then permute, float conversion and
+normalisation run on the GPU. On CUDA `submit` only enqueues work on the engine's stream
+and returns, so the caller can gather the next batch while this one computes; the CPU path
+is synchronous behind the same interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from workers.models.loader import LoadedModel
+from workers.models.spec import ModelCard, prepare
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_WARM_UP_ROUNDS = 2
+_PINNED_SLOTS = 2  # batch N+1 is staged while batch N's upload may still be in flight
+
+
+def resolve_device(name: str | None) -> str:
+    """None/"auto" -> "cuda" when available else "cpu"; validate "cpu", "cuda", "cuda:N"."""
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    kind, _, index = text.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r} requested but CUDA is not available (a CPU-only torch build or "
+            "no visible GPU); use device 'cpu' or 'auto'"
+        )
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ValueError(f"device {name!r} requested but only {count} CUDA device(s) are visible")
+    return text
+
+
+class PendingBatch:
+    """A launched batch. On CUDA its outputs arrive in pinned host memory asynchronously."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        logits: torch.Tensor | None,
+        event: torch.cuda.Event | None = None,
+    ) -> None:
+        self._model = model
+        self._logits = logits  # host tensor; on CUDA valid only once the event completed
+        self._event = event
+        self._result: list[list[dict]] | None = None
+
+    def done(self) -> bool:
+        """True when result() will not wait."""
+        return self._event is None or self._event.query()
+
+    def result(self) -> list[list[dict]]:
+        """Wait for the device, then per image the predictions, best first."""
+        if self._result is None:
+            if self._event is not None:
+                self._event.synchronize()
+            logits = self._logits
+            self._result = [] if logits is None else self._model.postprocess(logits)
+            self._logits = None
+        return self._result
+
+
+@dataclass
+class _PinnedSlot:
+    buffer: torch.Tensor  # max_batch x H x W x 3 uint8, page-locked
+    uploaded: torch.cuda.Event | None = None  # recorded after the copy that reads `buffer`
+
+
+class InferenceEngine:
+    def __init__(
+        self,
+        model: LoadedModel,
+        device: str = "cpu",
+        max_batch: int = 32,
+        precision: str = "auto",
+        warm_up: bool = True,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.model = model
+        self.device = torch.device(resolve_device(device))
+        if self.device.type == "cuda" and self.device.index is None:
+            # A concrete index, so that streams, events and memory queries agree.
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.max_batch = max_batch
+        self.is_cuda = self.device.type == "cuda"
+        self.autocast_dtype = self._autocast_dtype(precision)
+        spec = model.card.input
+        self._shape = (spec.height, spec.width, 3)
+
+        module = model.module.to(self.device).eval()
+        if self.is_cuda:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        # Normalisation folded into one multiply-add on the device: x * scale + shift
+        # == (x / 255 - mean) / std.
+        std = torch.tensor(spec.std, dtype=torch.float32)
+        mean = torch.tensor(spec.mean, dtype=torch.float32)
+        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
+        self._shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
+
+        self._stream: torch.cuda.Stream | None = None
+        self._slots: list[_PinnedSlot] = []
+        self._next_slot = 0
+        if self.is_cuda:
+            self._stream = torch.cuda.Stream(self.device)
+            # The weights and constants were copied on the current stream; the engine's
+            # own stream must not read them before those copies finish.
+            self._stream.wait_stream(torch.cuda.current_stream(self.device))
+            self._slots = [
+                _PinnedSlot(torch.empty((max_batch, *self._shape), dtype=torch.uint8,
+                                        pin_memory=True))
+                for _ in range(_PINNED_SLOTS)
+            ]
+        if warm_up:
+            self.warm_up()
+
+    @property
+    def card(self) -> ModelCard:
+        return self.model.card
+
+    def preprocess_host(self, image_bgr: np.ndarray) -> np.ndarray:
+        """A decoded BGR image -> the uint8 input this engine's model expects."""
+        return prepare(image_bgr, self.card.input)
+
+    def submit(self, images: np.ndarray) -> PendingBatch:
+        """Launch a batch of up to max_batch prepared images; returns at once on CUDA."""
+        n = self._check(images)
+        if n == 0:
+            return PendingBatch(self.model, None)
+        with torch.inference_mode():
+            if not self.is_cuda:
+                # from_numpy shares memory; a read-only array (e.g. np.frombuffer) is copied.
+                array = np.ascontiguousarray(images)
+                if not array.flags.writeable:
+                    array = array.copy()
+                logits = self._forward(torch.from_numpy(array))
+                return PendingBatch(self.model, logits.float())
+            return self._submit_cuda(images, n)
+
+    def predict(self, images: np.ndarray) -> list[list[dict]]:
+        """Predictions for any number of images, max_batch at a time."""
+        self._check(images, any_size=True)
+        results: list[list[dict]] = []
+        for start in range(0, len(images), self.max_batch):
+            results += self.submit(images[start : start + self.max_batch]).result()
+        return results
+
+    def warm_up(self) -> None:
+        """Run a few batches at sizes 1 and max_batch: the first calls allocate memory
+        and pick kernels, which must not land on the first real frames' latency."""
+        for size in sorted({1, self.max_batch}):
+            images = np.zeros((size, *self._shape), np.uint8)
+            for _ in range(_WARM_UP_ROUNDS):
+                self.submit(images).result()
+
+    def device_memory_bytes(self) -> int | None:
+        """Device memory this process holds (CUDA caching allocator); None on the CPU."""
+        if not self.is_cuda:
+            return None
+        return int(torch.cuda.memory_reserved(self.device))
+
+    def _submit_cuda(self, images: np.ndarray, n: int) -> PendingBatch:
+        assert self._stream is not None
+        slot = self._slots[self._next_slot]
+        self._next_slot = (self._next_slot + 1) % len(self._slots)
+        if slot.uploaded is not None:
+            slot.uploaded.synchronize()  # its previous upload must have read the buffer
+        host = slot.buffer[:n]
+        host.numpy()[...] = images  # one memcpy into page-locked memory
+        with torch.cuda.stream(self._stream):
+            batch = host.to(self.device, non_blocking=True)
+            slot.uploaded = torch.cuda.Event()
+            slot.uploaded.record(self._stream)
+            logits = self._forward(batch).float()
+            out = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
+            out.copy_(logits, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._stream)
+        return PendingBatch(self.model, out, done)
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC (on the device) -> logits: layout, normalisation and model on-device."""
+        # permute gives NCHW with channels_last strides, which the CUDA kernels prefer.
+        x = batch.permute(0, 3, 1, 2).float()
+        if self.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.mul_(self._scale).add_(self._shift)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            return self.module(x)
+
+    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
+        if precision == "fp32" or (precision == "auto" and not self.is_cuda):
+            return None  # CPU autocast is slower than fp32 on most CPUs
+        if precision == "auto":
+            # Emulated bf16 (pre-Ampere) is slower than fp16, so ask for native support.
+            with torch.cuda.device(self.device):
+                native = torch.cuda.is_bf16_supported(including_emulation=False)
+            return torch.bfloat16 if native else torch.float16
+        return _DTYPES[precision]
+
+    def _check(self, images: np.ndarray, any_size: bool = False) -> int:
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            raise ValueError("expected a uint8 numpy array of prepared images")
+        if images.ndim != 4 or images.shape[1:] != self._shape:
+            h, w, _ = self._shape
+            raise ValueError(
+                f"expected N x {h} x {w} x 3 images (model {self.card.name} input), "
+                f"got shape {images.shape}"
+            )
+        if not any_size and len(images) > self.max_batch:
+            raise ValueError(f"batch of {len(images)} exceeds max_batch {self.max_batch}")
+        return len(images)

@@ -1,0 +1,50 @@
+"""Prometheus metrics of a worker, served on --metrics-port (names listed in the README)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+FRAMES = Counter("framewire_frames_total", "Frames finished, by status", ["status"])
+BATCH_SIZE = Histogram(
+    "framewire_batch_size", "Frames per device batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+QUEUE_WAIT = Histogram(
+    "framewire_queue_wait_seconds", "Capture to decode start", buckets=_LATENCY_BUCKETS
+)
+DECODE_TIME = Histogram(
+    "framewire_decode_seconds", "Decode and resize of one frame", buckets=_LATENCY_BUCKETS
+)
+BATCH_WAIT = Histogram(
+    "framewire_batch_wait_seconds", "Decoded to batch launch", buckets=_LATENCY_BUCKETS
+)
+INFERENCE_TIME = Histogram(
+    "framewire_inference_seconds", "Device time of one batch", buckets=_LATENCY_BUCKETS
+)
+END_TO_END = Histogram(
+    "framewire_end_to_end_latency_seconds",
+    "Capture timestamp to result written",
+    buckets=_LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "framewire_consumer_lag", "Records behind the partition's end", ["topic", "partition"]
+)
+IN_FLIGHT = Gauge("framewire_in_flight_frames", "Frames polled and not yet finished")
+PAUSED = Gauge("framewire_partitions_paused", "1 while backpressure pauses the partitions")
+SINK_RETRIES = Counter("framewire_sink_retries_total", "Sink writes retried", ["sink"])
+MODEL_INFO = Info("framewire_model", "The model being served")
+DEVICE_MEMORY = Gauge("framewire_device_memory_bytes", "Device memory allocated by the model")
+
+METRIC_NAMES = sorted(
+    m._name
+    for m in (FRAMES, BATCH_SIZE, QUEUE_WAIT, DECODE_TIME, BATCH_WAIT, INFERENCE_TIME,
+              END_TO_END, CONSUMER_LAG, IN_FLIGHT, PAUSED, SINK_RETRIES, MODEL_INFO,
+              DEVICE_MEMORY)
+)  # fmt: skip
+
+
+def serve_metrics(port: int) -> None:
+    """Start /metrics on port (0: do nothing). Runs in a daemon thread of its own."""
+    if port:
+        start_http_server(port)

@@ -1,0 +1,177 @@
+"""The streaming pipeline inside one worker process, wired from its stages.
+
+    poll thread ──► decode pool ──► ready queue ──► device thread ──► finished queue
+         ▲            (N threads)    (batcher)     (model, GPU)          │
+         └──────── commit offsets ◄──── writer thread (Redis, Kafka) ◄───┘
+
+Each arrow is a bounded hand-over; the poll thread pauses the partitions when the
+number of frames in flight reaches the limit. See docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from framewire.log import get_logger
+from framewire.settings import Settings
+from schemas import Event
+from workers import metrics
+from workers.batcher import DynamicBatcher
+from workers.decode import FrameDecoder
+from workers.device import DeviceStage
+from workers.engine import InferenceEngine, resolve_device
+from workers.models.loader import load_model, resolve_model
+from workers.offsets import OffsetTracker, Partition
+from workers.poller import FramePoller
+from workers.sinks import KafkaSink, RedisSink
+from workers.work import WorkItem
+from workers.writer import ResultWriter
+
+log = get_logger(__name__)
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class StreamingPipeline:
+    def __init__(self, settings: Settings, worker: str | None = None) -> None:
+        self.settings = settings
+        self.worker = worker or default_worker_name()
+        self.device = resolve_device(None if settings.device == "auto" else settings.device)
+        self.started_at = time.time()
+        limit = settings.in_flight_limit
+        self.tracker = OffsetTracker()
+        self.decoder = FrameDecoder(settings.max_frame_bytes, settings.max_frame_pixels)
+        self.ready: queue.Queue[WorkItem] = queue.Queue(maxsize=limit)
+        self.finished: queue.Queue = queue.Queue(maxsize=limit)
+        self.kafka_sink = KafkaSink(settings, self.worker)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        redis_sink = RedisSink(
+            self.redis, settings.result_ttl_s, settings.stream_maxlen, settings.reply_ttl_s
+        )
+        self.decode_pool = ThreadPoolExecutor(
+            settings.decode_threads, thread_name_prefix="framewire-decode"
+        )
+        self.device_stage = DeviceStage(
+            DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms),
+            self._load_engine,
+            self.finished,
+            prepare_again=lambda item, engine: self.decoder.decode(item, engine.card.input),
+            on_model_loaded=self._model_loaded,
+        )
+        self.writer = ResultWriter(
+            self.finished, redis_sink, self.kafka_sink, self._done, self.worker
+        )
+        self.poller = FramePoller(
+            settings, self.tracker, self._submit, self._rebalanced, f"framewire-{self.worker}"
+        )
+
+    # Lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Load the model (in the device thread), then start consuming."""
+        self.device_stage.start()
+        if not self.device_stage.ready.wait(timeout_s) or self.device_stage.engine is None:
+            raise RuntimeError(f"model did not load: {self.device_stage.load_error}")
+        self.writer.start()
+        self.poller.start()
+        self._event("worker", state="started")
+        log.info("pipeline started", worker=self.worker, device=self.device,
+                 topic=self.settings.frames_topic, group=self.settings.group_id)  # fmt: skip
+
+    def stop(self) -> None:
+        """Finish in-flight frames, write and commit them, leave the group, stop."""
+        self.poller.stop()
+        self.poller.join(self.settings.drain_timeout_s + 30)
+        if self.tracker.in_flight():  # the drain timed out (a sink is down): stop retrying
+            self.writer.stop(abort=True)
+        self.device_stage.stop()
+        self.device_stage.join(30)
+        self.writer.stop()
+        self.writer.join(30)
+        if self.writer.is_alive():  # a sink still down: give up, nothing more is committed
+            self.writer.stop(abort=True)
+            self.writer.join(10)
+        self.decode_pool.shutdown(wait=True, cancel_futures=True)
+        self._event("worker", state="stopped")
+        self.kafka_sink.close()
+        self.redis.close()
+        log.info("pipeline stopped", worker=self.worker, **self.writer.counts)
+
+    def request_reload(self, model: str | None) -> None:
+        self.device_stage.request_reload(model)
+
+    # Hand-overs between stages ---------------------------------------------------------
+
+    def _submit(self, item: WorkItem) -> None:
+        engine = self.device_stage.engine
+        assert engine is not None
+        spec = engine.card.input
+        self.decode_pool.submit(self._decode, item, spec)
+
+    def _decode(self, item: WorkItem, spec: Any) -> None:
+        self.ready.put(self.decoder.decode(item, spec))
+
+    def _done(self, items: list[WorkItem]) -> None:
+        for item in items:
+            self.tracker.finish(item.partition_key, item.record.offset, item.generation)
+        metrics.IN_FLIGHT.set(self.tracker.in_flight())
+
+    def _rebalanced(self, change: str, partitions: list[Partition]) -> None:
+        log.info("partitions " + change, partitions=partitions)
+        if partitions:
+            key = "assigned" if change == "assigned" else "revoked"
+            other = "revoked" if key == "assigned" else "assigned"
+            self._event("rebalance", **{key: [p for _, p in partitions], other: []})
+
+    def _load_engine(self, model: str | None) -> InferenceEngine:
+        path = resolve_model(model if model is not None else (self.settings.model or None))
+        return InferenceEngine(load_model(path), self.device, self.settings.max_batch)
+
+    def _model_loaded(self, engine: InferenceEngine) -> None:
+        card = engine.card
+        metrics.MODEL_INFO.info(
+            {"name": card.name, "version": card.version, "device": self.device}
+        )
+        memory = engine.device_memory_bytes()
+        if memory is not None:
+            metrics.DEVICE_MEMORY.set(memory)
+        self._event("model", name=card.name, version=card.version)
+        log.info("model loaded", model=card.name, version=card.version, device=self.device)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.kafka_sink.send_event(Event(kind, self.worker, fields))
+
+    # Observability ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What `celery inspect stats` and Flower show under `framewire`."""
+        counts = self.writer.counts
+        engine = self.device_stage.engine
+        return {
+            "worker": self.worker,
+            "device": self.device,
+            "model": f"{engine.card.name}:{engine.card.version}" if engine else None,
+            "topic": self.settings.frames_topic,
+            "group": self.settings.group_id,
+            "assigned": [f"{t}/{p}" for t, p in self.poller.assigned],
+            "polled": self.poller.polled,
+            "in_flight": self.tracker.in_flight(),
+            "paused": self.poller.paused,
+            "results_ok": counts["ok"],
+            "dead_lettered": counts["dlq"],
+            "batches": counts["batches"],
+            "mean_batch": round(counts["batched_frames"] / counts["batches"], 2)
+            if counts["batches"]
+            else 0.0,
+            "lag": sum(self.poller.lag.values()),
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }

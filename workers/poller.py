@@ -1,0 +1,193 @@
+"""The poll thread: the only thread that touches the Kafka consumer (kafka-python's
+consumer is not thread-safe).
+
+It polls frames and hands them to the decode pool, pauses the partitions when too many
+frames are in flight (backpressure instead of unbounded buffers), commits the offsets
+that the sink stage has finished, and on revocation or shutdown waits for in-flight
+frames, commits them, and only then gives the partitions up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from framewire.log import get_logger
+from framewire.settings import Settings
+from workers import metrics
+from workers.offsets import OffsetTracker, Partition
+from workers.work import WorkItem
+
+log = get_logger(__name__)
+
+_POLL_TIMEOUT_MS = 50
+_COMMIT_INTERVAL_S = 0.2  # commits are cheap but not free: batch them a little
+_LAG_INTERVAL_S = 2.0
+_FETCH_MAX_WAIT_MS = 10
+
+
+class FramePoller(threading.Thread):
+    def __init__(
+        self,
+        settings: Settings,
+        tracker: OffsetTracker,
+        submit: Callable[[WorkItem], None],
+        on_rebalance: Callable[[str, list[Partition]], None],
+        client_id: str,
+    ) -> None:
+        super().__init__(name="framewire-poll", daemon=True)
+        self.settings = settings
+        self.tracker = tracker
+        self.submit = submit
+        self.on_rebalance = on_rebalance
+        self.client_id = client_id
+        self.assigned: list[Partition] = []
+        self.paused = False
+        self.polled = 0
+        self.lag: dict[Partition, int] = {}
+        self.joined = threading.Event()  # set at the first assignment
+        self._stop_event = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._last_commit = 0.0
+        self._last_lag = 0.0
+
+    def stop(self) -> None:
+        """Stop polling; run() then drains, commits and leaves the group."""
+        self._stop_event.set()
+
+    def run(self) -> None:
+        consumer = self._consumer = self._connect()
+        try:
+            while not self._stop_event.is_set():
+                self._apply_backpressure(consumer)
+                room = self.settings.in_flight_limit - self.tracker.in_flight()
+                batches = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS, max_records=max(room, 1))
+                self._hand_over(batches)
+                self._commit(consumer)
+                self._measure_lag(consumer)
+            self._drain(consumer, self.assigned)
+        finally:
+            # Leave the group now rather than after the session timeout, so the
+            # partitions move to the remaining workers at once.
+            consumer.close(autocommit=False)
+
+    def _connect(self) -> KafkaConsumer:
+        s = self.settings
+        consumer = KafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            client_id=self.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.auto_offset_reset,
+            # A fetch must fit the largest accepted frame; the worker checks the limit.
+            max_partition_fetch_bytes=max(s.max_frame_bytes + 65_536, 1_048_576),
+            fetch_max_bytes=max(s.max_frame_bytes + 65_536, 52_428_800),
+            max_poll_records=s.in_flight_limit,
+            # The broker answers a fetch at once when data is there; with none, it holds
+            # the request this long. The 500 ms default would add up to 500 ms of latency
+            # to the first frame after a quiet spell.
+            fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
+            # Draining a revoked partition may take up to drain_timeout_s inside poll().
+            max_poll_interval_ms=int((s.drain_timeout_s + 60) * 1000),
+        )
+        consumer.subscribe([s.frames_topic], listener=_Rebalance(self))
+        return consumer
+
+    def _hand_over(self, batches: dict) -> None:
+        now = time.time()
+        for tp, records in batches.items():
+            partition = (tp.topic, tp.partition)
+            generation = self.tracker.generation(partition)
+            for record in records:
+                self.tracker.add(partition, record.offset)
+                self.submit(WorkItem(record, generation, now))
+            self.polled += len(records)
+        metrics.IN_FLIGHT.set(self.tracker.in_flight())
+
+    def _apply_backpressure(self, consumer: KafkaConsumer) -> None:
+        """Pause at the in-flight limit, resume at half of it (hysteresis)."""
+        in_flight, limit = self.tracker.in_flight(), self.settings.in_flight_limit
+        partitions = [TopicPartition(*p) for p in self.assigned]
+        if not self.paused and in_flight >= limit:
+            consumer.pause(*partitions)
+            self.paused = True
+        elif self.paused and in_flight <= limit // 2:
+            consumer.resume(*partitions)
+            self.paused = False
+        metrics.PAUSED.set(int(self.paused))
+
+    def _commit(
+        self, consumer: KafkaConsumer, partitions: list[Partition] | None = None, force=False
+    ) -> None:
+        if not force and time.monotonic() - self._last_commit < _COMMIT_INTERVAL_S:
+            return
+        offsets = self.tracker.to_commit(partitions)
+        if not offsets:
+            return
+        try:
+            consumer.commit(
+                {TopicPartition(*p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+            )
+        except KafkaError as exc:  # a rebalance in progress: the next commit retries
+            log.warning("offset commit failed", error=str(exc))
+            return
+        self.tracker.mark_committed(offsets)
+        self._last_commit = time.monotonic()
+
+    def _drain(self, consumer: KafkaConsumer, partitions: list[Partition]) -> None:
+        """Wait (bounded) for in-flight frames of partitions to finish, then commit them."""
+        if partitions:
+            consumer.pause(*[TopicPartition(*p) for p in partitions])
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while self.tracker.in_flight(partitions) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        left = self.tracker.in_flight(partitions)
+        if left:
+            log.warning("frames still in flight after drain timeout; redelivered later",
+                        frames=left)  # fmt: skip
+        self._commit(consumer, partitions, force=True)
+
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
+        if time.monotonic() - self._last_lag < _LAG_INTERVAL_S:
+            return
+        self._last_lag = time.monotonic()
+        for topic, partition in self.assigned:
+            tp = TopicPartition(topic, partition)
+            # Tansu answers the base offset of the last batch as the high watermark, so
+            # against it lag reads short by up to a batch; Apache Kafka is exact.
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            lag = max(0, end - consumer.position(tp))
+            self.lag[(topic, partition)] = lag
+            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Runs inside poll(), on the poll thread."""
+
+    def __init__(self, poller: FramePoller) -> None:
+        self.poller = poller
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        poller = self.poller
+        partitions = [(tp.topic, tp.partition) for tp in revoked]
+        if poller._consumer is not None and partitions:
+            poller._drain(poller._consumer, partitions)
+        poller.tracker.forget(partitions)
+        poller.assigned = [p for p in poller.assigned if p not in partitions]
+        poller.on_rebalance("revoked", partitions)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        poller = self.poller
+        partitions = [(tp.topic, tp.partition) for tp in assigned]
+        poller.tracker.assign(partitions)
+        poller.assigned = sorted(set(poller.assigned) | set(partitions))
+        poller.paused = False  # a fresh assignment starts unpaused
+        poller.on_rebalance("assigned", partitions)
+        poller.joined.set()

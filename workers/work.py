@@ -1,0 +1,36 @@
+"""WorkItem: one Kafka record on its way through the worker, with its timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from schemas import Frame
+
+
+@dataclass(eq=False)
+class WorkItem:
+    record: Any  # kafka.consumer.fetcher.ConsumerRecord: topic, partition, offset, ...
+    generation: int  # of its partition's assignment; stale items are not committed
+    polled_at: float  # time.time() when the poll thread took it
+    frame: Frame | None = None
+    image: np.ndarray | None = None  # resized for the model, in its channel order
+    input_spec: Any = None  # the model InputSpec the image was prepared for
+    decode_started: float = 0.0
+    decoded_at: float = 0.0
+    error: str | None = None
+    error_stage: str | None = None  # "schema", "decode" or "inference"
+
+    @property
+    def partition_key(self) -> tuple[str, int]:
+        return self.record.topic, self.record.partition
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def fail(self, stage: str, reason: str) -> None:
+        self.error_stage, self.error = stage, reason
+        self.image = None

@@ -7,6 +7,7 @@ broker on laptops and in CI; where the two differ, the workaround is commented h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
@@ -75,6 +76,29 @@ def partitions_of(settings: Settings, topic: str) -> set[int]:
         return consumer.partitions_for_topic(topic) or set()
     finally:
         consumer.close()
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """kafka-python producer settings for image frames, shared by the publisher and the
+    worker's sinks; measured and explained in producers/publisher.py."""
+    acks: str | int = settings.producer_acks
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": f"{CLIENT_ID}-producer",
+        "acks": "all" if acks == "all" else int(acks),
+        "enable_idempotence": settings.producer_idempotence == "on",
+        "linger_ms": settings.producer_linger_ms,
+        "batch_size": settings.producer_batch_bytes,
+        "max_request_size": max(settings.max_frame_bytes + 65_536,
+                                settings.producer_batch_bytes),
+        "max_block_ms": int(settings.producer_max_block_s * 1000),
+        "compression_type": None,
+    }
+    config.update(overrides)
+    if config["acks"] != "all":
+        # The idempotent producer requires acks=all.
+        config["enable_idempotence"] = False
+    return config
 
 
 def _topic_configs(settings: Settings, suffix: str) -> dict[str, str]:

@@ -55,7 +55,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from framewire.kafka import CLIENT_ID
+from framewire.kafka import producer_config
 from framewire.log import get_logger
 from framewire.settings import Settings
 from producers.progress import Progress
@@ -115,28 +115,6 @@ class PublishStats:
         if self.errors:
             parts.append(f"first_error={self.errors[0]!r}")
         return " ".join(parts)
-
-
-def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """kafka-python producer settings for image frames (see the module docstring)."""
-    acks: str | int = settings.producer_acks
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "client_id": f"{CLIENT_ID}-producer",
-        "acks": "all" if acks == "all" else int(acks),
-        "enable_idempotence": settings.producer_idempotence == "on",
-        "linger_ms": settings.producer_linger_ms,
-        "batch_size": settings.producer_batch_bytes,
-        "max_request_size": max(settings.max_frame_bytes + 65_536,
-                                settings.producer_batch_bytes),
-        "max_block_ms": int(settings.producer_max_block_s * 1000),
-        "compression_type": None,
-    }
-    config.update(overrides)
-    if config["acks"] != "all":
-        # The idempotent producer requires acks=all.
-        config["enable_idempotence"] = False
-    return config
 
 
 class Publisher:
@@ -384,5 +362,4 @@ __all__ = [
     "PublishError",
     "PublishStats",
     "Publisher",
-    "producer_config",
 ]

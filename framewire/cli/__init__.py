@@ -12,7 +12,9 @@ from typing import Any
 import click
 from kafka.errors import KafkaError
 
+from framewire.cli.bench import bench
 from framewire.cli.demo import demo
+from framewire.cli.gateway import gateway
 from framewire.cli.pending import PENDING_COMMANDS
 from framewire.cli.produce import produce
 from framewire.cli.results import results
@@ -62,6 +64,8 @@ cli.add_command(worker)
 cli.add_command(results)
 cli.add_command(demo)
 cli.add_command(train_demo)
+cli.add_command(gateway)
+cli.add_command(bench)
 for command in PENDING_COMMANDS:
     cli.add_command(command)
 

@@ -6,8 +6,6 @@ import click
 
 # name -> (help, what fills it)
 _PENDING = {
-    "gateway": ("Serve the HTTP gateway.", "the gateway issue"),
-    "bench": ("Benchmark the pipeline against the model's ceiling.", "the benchmark issue"),
     "backfill": ("Re-run inference over a time range of frames.", "a later issue"),
     "data": ("Versioned datasets.", "the MLOps issues"),
     "train": ("Train a model with experiment tracking.", "the MLOps issues"),

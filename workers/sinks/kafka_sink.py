@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kafka import KafkaProducer
 
+from framewire.kafka import producer_config
 from framewire.settings import Settings
 from schemas import Event
 from workers.work import WorkItem
@@ -23,15 +24,10 @@ class KafkaSink:
     def __init__(self, settings: Settings, worker: str) -> None:
         self.settings = settings
         self.worker = worker
-        # Records stay well under 1 MB except DLQ copies of rejected frames, which may be
-        # as large as the largest accepted frame.
+        # The publisher's tuning (its max_request_size also fits DLQ copies of the largest
+        # accepted frame); a shorter linger, since a batch's results are awaited at once.
         self.producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=f"framewire-worker-{worker}",
-            acks="all",
-            linger_ms=2,
-            retries=5,
-            max_request_size=max(settings.max_frame_bytes + 65_536, 1_048_576),
+            **producer_config(settings, client_id=f"framewire-worker-{worker}", linger_ms=1)
         )
 
     def send_results(self, results: list[tuple[bytes, bytes]]) -> list:

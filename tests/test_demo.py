@@ -1,0 +1,29 @@
+"""`framewire demo --seconds 20 --json`, as the README's quickstart runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_demo_runs_end_to_end_on_its_own_embedded_stack(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWIRE_")}
+    env["FRAMEWIRE_STATE_DIR"] = str(tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-m", "framewire", "demo", "--seconds", "20", "--device", "cpu",
+         "--json"],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    for field in ("frames_produced", "results", "fps", "p50_ms", "p99_ms", "mean_batch",
+                  "accuracy", "dlq"):  # fmt: skip
+        assert field in summary, field
+    assert summary["frames_produced"] >= 500  # 2 streams x 15 fps x 20 s, give or take
+    assert summary["results"] == summary["frames_produced"]
+    assert summary["accuracy"] >= 0.95
+    assert summary["dlq"] == 0
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+    assert "stack: kafka: stopped" in run.stdout and "stack: redis: stopped" in run.stdout

@@ -66,43 +66,42 @@ def test_frames_in_results_out_with_correct_predictions(worker_settings, tmp_pat
     assert "worker stopped" in worker.log_text() or "pipeline stopped" in worker.log_text()
 
 
-def test_sigkill_mid_stream_then_restart_loses_nothing(worker_settings, tmp_path):
+def stream_then_stop(settings: Settings, tmp_path, sig: int) -> tuple[list[str], object]:
+    """Start a worker, stream 300 frames at it, and stop it with sig after 60 results.
+    Returns the frame ids and the publisher, still sending."""
     frames = synthetic_frames(300, streams=2)
     ids = [f.frame_id for f in frames]
-    first = WorkerProcess(worker_settings, tmp_path)
-    first.wait_ready()
-    publisher = PacedPublisher(worker_settings, frames, fps=150)
+    worker = WorkerProcess(settings, tmp_path)
+    worker.wait_ready()
+    publisher = PacedPublisher(settings, frames, fps=150)
     publisher.start()
-    wait_until(lambda: count_results(worker_settings, ids) >= 60, what="first results")
-    first.stop(signal.SIGKILL)
-    assert count_results(worker_settings, ids) < len(frames)  # killed mid-stream
-    second = WorkerProcess(worker_settings, tmp_path)
+    wait_until(lambda: count_results(settings, ids) >= 60, what="first results")
+    code = worker.stop(sig)
+    if sig == signal.SIGTERM:
+        assert code == 0  # warm shutdown: drain, commit, leave the group
+        assert "pipeline stopped" in worker.log_text()
+    assert count_results(settings, ids) < len(frames), "stopped mid-stream"
+    return ids, publisher
+
+
+def finish_with_a_new_worker(settings: Settings, tmp_path, ids: list[str], publisher) -> None:
+    worker = WorkerProcess(settings, tmp_path)
     try:
         publisher.join(30)
-        assert publisher.sent == len(frames)
-        wait_for_results(worker_settings, ids, timeout_s=120)
+        assert publisher.sent == len(ids)
+        wait_for_results(settings, ids, timeout_s=120)
     finally:
-        assert second.stop() == 0
+        assert worker.stop() == 0
+
+
+def test_sigkill_mid_stream_then_restart_loses_nothing(worker_settings, tmp_path):
+    ids, publisher = stream_then_stop(worker_settings, tmp_path, signal.SIGKILL)
+    finish_with_a_new_worker(worker_settings, tmp_path, ids, publisher)
 
 
 def test_sigterm_mid_stream_loses_nothing_and_processes_nothing_twice(worker_settings, tmp_path):
-    frames = synthetic_frames(300, streams=2)
-    ids = [f.frame_id for f in frames]
-    first = WorkerProcess(worker_settings, tmp_path)
-    first.wait_ready()
-    publisher = PacedPublisher(worker_settings, frames, fps=150)
-    publisher.start()
-    wait_until(lambda: count_results(worker_settings, ids) >= 60, what="first results")
-    assert first.stop(signal.SIGTERM) == 0  # warm shutdown: drain, commit, leave
-    assert "pipeline stopped" in first.log_text()
-    done_by_first = count_results(worker_settings, ids)
-    assert done_by_first < len(frames)
-    second = WorkerProcess(worker_settings, tmp_path)
-    try:
-        publisher.join(30)
-        wait_for_results(worker_settings, ids, timeout_s=120)
-    finally:
-        assert second.stop() == 0
+    ids, publisher = stream_then_stop(worker_settings, tmp_path, signal.SIGTERM)
+    finish_with_a_new_worker(worker_settings, tmp_path, ids, publisher)
     per_frame = collections.Counter(r["frame_id"] for r in results_on_topic(worker_settings))
     assert set(per_frame) == set(ids)
     assert max(per_frame.values()) == 1, "a frame was processed twice"

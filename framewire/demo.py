@@ -14,15 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from framewire.kafka import create_topics, kafka_answers
+from framewire.kafka import create_topics
 from framewire.result_stats import ResultStats
-from framewire.servers import free_port, redis_answers
+from framewire.services import ensure_services
 from framewire.settings import Settings
-from framewire.stack import LocalStack
 from framewire.worker_process import WorkerProcess
 from producers.publisher import Publisher
 from producers.synthetic import SyntheticSource
@@ -44,7 +42,7 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo) -> dict:
     """Run the demo; returns the summary (the --json object)."""
     demo_dir = settings.state_dir / "demo"
     with ExitStack() as cleanup:
-        settings = _services(settings, demo_dir, cleanup, echo)
+        settings = ensure_services(settings, demo_dir, cleanup, echo)
         create_topics(settings)
         reader = _ResultReader(settings)
         cleanup.callback(reader.close)
@@ -66,20 +64,6 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo) -> dict:
         }
         summary["lost"] = producer.sent - stats.count
     return summary
-
-
-def _services(settings: Settings, demo_dir: Path, cleanup: ExitStack, echo: Echo) -> Settings:
-    """Settings that reach a running Kafka and Redis, starting the embedded stack if needed."""
-    if kafka_answers(settings.kafka_bootstrap) and redis_answers(settings.redis_url):
-        echo(f"stack: using Kafka at {settings.kafka_bootstrap}, Redis at {settings.redis_url}")
-        return settings
-    demo_settings = settings.replace(state_dir=demo_dir)
-    stack = LocalStack(demo_settings, kafka_port=free_port(), redis_port=free_port())
-    for line in stack.up():
-        if not line.startswith("export"):
-            echo(f"stack: {line}")
-    cleanup.callback(lambda: [echo(f"stack: {line}") for line in stack.down()])
-    return demo_settings.replace(**stack.addresses)
 
 
 class _Producer(threading.Thread):

@@ -168,6 +168,35 @@ class Settings:
     producer_idempotence: str = setting(
         "off", _one_of("off", "on"), "idempotent producer: on for Apache Kafka (Tansu refuses it)"
     )
+    # The HTTP gateway (producers/gateway/, docs/GATEWAY.md).
+    gateway_host: str = setting("127.0.0.1", str, "address the HTTP gateway listens on")
+    gateway_port: int = setting(8080, _port, "port the HTTP gateway listens on")
+    gateway_workers: int = setting(2, _positive_int, "gateway processes (gunicorn workers)")
+    gateway_threads: int = setting(
+        64, _positive_int, "request threads per gateway process (each waiting request holds one)"
+    )
+    gateway_timeout_ms: int = setting(
+        10_000, _positive_int, "how long a gateway request waits for its results before a 504"
+    )
+    gateway_max_batch: int = setting(64, _positive_int, "most images in one batch request")
+    gateway_max_body_bytes: int = setting(
+        64_000_000, _positive_int, "largest gateway request body (bytes); larger is a 413"
+    )
+    gateway_max_in_flight: int = setting(
+        48, _positive_int, "prediction requests per gateway process before a 503"
+    )
+    gateway_max_lag: int = setting(
+        10_000, _int, "workers' consumer lag (frames) above which the gateway answers 503; 0: off"
+    )
+    api_keys: str = field(
+        default="",
+        metadata={"parse": str, "help": "comma-separated gateway API keys; empty: no auth"},
+        repr=False,  # secrets stay out of logs and tracebacks
+    )
+    cpu_threads: int = setting(
+        0, _int, "the model's intra-op threads on a CPU device; 0: cores left by the decode "
+        "threads (at least 1)"
+    )
     # Names that came from the environment or a CLI flag rather than a default.
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 

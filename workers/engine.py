@@ -89,6 +89,7 @@ class InferenceEngine:
         max_batch: int = 32,
         precision: str = "auto",
         warm_up: bool = True,
+        cpu_threads: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -102,6 +103,10 @@ class InferenceEngine:
         self.max_batch = max_batch
         self.is_cuda = self.device.type == "cuda"
         self.autocast_dtype = self._autocast_dtype(precision)
+        if not self.is_cuda and cpu_threads:
+            # Process-wide: the worker's decode threads share these cores, and torch's
+            # default (one thread per core, spinning between ops) would fight them.
+            torch.set_num_threads(cpu_threads)
         spec = model.card.input
         self._shape = (spec.height, spec.width, 3)
 
@@ -162,6 +167,19 @@ class InferenceEngine:
         for start in range(0, len(images), self.max_batch):
             results += self.submit(images[start : start + self.max_batch]).result()
         return results
+
+    def forward_resident(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits for a uint8 N x H x W x 3 tensor already on this engine's device, launched
+        on the engine's stream without waiting: the model alone, no copy, no postprocessing
+        (the benchmark's ceiling). On CUDA, call synchronize() before reading a clock."""
+        stream = torch.cuda.stream(self._stream) if self._stream is not None else None
+        with torch.inference_mode(), stream or contextlib.nullcontext():
+            return self._forward(batch)
+
+    def synchronize(self) -> None:
+        """Wait for everything launched on this engine's device (a no-op on the CPU)."""
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
 
     def warm_up(self) -> None:
         """Run a few batches at sizes 1 and max_batch: the first calls allocate memory

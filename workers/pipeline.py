@@ -41,6 +41,17 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def cpu_threads(settings: Settings) -> int:
+    """The model's threads on a CPU device: the cores the decode threads leave free.
+
+    Decoding and the model share the cores on a CPU worker; measured on 2 cores (demo
+    model, docs/PERFORMANCE.md), one model thread beside two decode threads beat two.
+    """
+    if settings.cpu_threads > 0:
+        return settings.cpu_threads
+    return max(1, (os.cpu_count() or 1) - settings.decode_threads)
+
+
 class StreamingPipeline:
     def __init__(self, settings: Settings, worker: str | None = None) -> None:
         self.settings = settings
@@ -134,7 +145,10 @@ class StreamingPipeline:
 
     def _load_engine(self, model: str | None) -> InferenceEngine:
         path = resolve_model(model if model is not None else (self.settings.model or None))
-        return InferenceEngine(load_model(path), self.device, self.settings.max_batch)
+        return InferenceEngine(
+            load_model(path), self.device, self.settings.max_batch,
+            cpu_threads=cpu_threads(self.settings),
+        )  # fmt: skip
 
     def _model_loaded(self, engine: InferenceEngine) -> None:
         card = engine.card

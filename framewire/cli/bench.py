@@ -1,11 +1,156 @@
-"""`framewire bench` (filled by the benchmark issue)."""
+"""`framewire bench`: the pipeline against the model's own ceiling, and the naive design.
+
+With --gateway it runs the HTTP gateway benchmark instead (framewire.bench_gateway).
+Heavy imports (torch, the benchmark) happen inside the command so that `framewire --help`
+stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
 import click
+
+from framewire.services import ensure_services
+from framewire.settings import Settings
 
 
 @click.command()
-def bench() -> None:
-    """Benchmark the pipeline against the model's ceiling (not implemented yet)."""
-    raise click.ClickException("`framewire bench` is not implemented yet (the benchmark issue)")
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N")
+@click.option("--model", default="demo", show_default=True,
+              help="demo, an architecture name (resnet18, resnet50: random weights), "
+                   "or a model directory")  # fmt: skip
+@click.option("--input-size", type=int, default=224, show_default=True,
+              help="square input size for an architecture name")  # fmt: skip
+@click.option("--frame-size", default="640x480", show_default=True,
+              help="JPEG frame size WIDTHxHEIGHT")  # fmt: skip
+@click.option("--frames", type=int, default=2000, show_default=True,
+              help="frames for the saturation run, the naive baseline and the ceilings "
+                   "(with --gateway: requests per concurrency level)")  # fmt: skip
+@click.option("--max-batch", type=int, help="the worker's max batch [FRAMEWIRE_MAX_BATCH, 32]")
+@click.option("--load-seconds", type=float, default=6.0, show_default=True,
+              help="how long each offered load (10%, 50%, 80% of saturation) is sent")  # fmt: skip
+@click.option("--naive-seconds", type=float, default=10.0, show_default=True,
+              help="the naive baseline stops after this long")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="end with one JSON summary line")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="draw latency vs load and throughput vs batch size to this PNG")  # fmt: skip
+@click.option("--gateway", is_flag=True,
+              help="benchmark the HTTP gateway against a naive Flask endpoint instead")  # fmt: skip
+@click.option("--concurrency", default="1,8,32", show_default=True,
+              help="with --gateway: comma-separated concurrency levels")  # fmt: skip
+@click.pass_obj
+def bench(settings: Settings, device: str, model: str, input_size: int, frame_size: str,
+          frames: int, max_batch: int | None, load_seconds: float, naive_seconds: float,
+          as_json: bool, plot: Path | None, gateway: bool, concurrency: str) -> None:  # fmt: skip
+    """Measure model-only and decode ceilings, pipeline saturation, latency at 10/50/80%
+    load and the naive one-frame-at-a-time baseline, on one device and model."""
+    if gateway:
+        _gateway(settings, _concurrencies(concurrency), frames, device, as_json)
+        return
+    from framewire.bench import (
+        BenchOptionError,
+        BenchOptions,
+        format_json,
+        format_table,
+        parse_frame_size,
+        run_bench,
+    )
+
+    try:
+        width, height = parse_frame_size(frame_size)
+        if load_seconds <= 0 or naive_seconds <= 0:
+            raise BenchOptionError("--load-seconds and --naive-seconds must be positive")
+        options = BenchOptions(
+            device=device, model=model, input_size=input_size, frame_width=width,
+            frame_height=height, frames=frames, max_batch=max_batch,
+            load_seconds=load_seconds, naive_seconds=naive_seconds,
+            batch_curve=plot is not None,
+        )  # fmt: skip
+        summary = run_bench(settings, options, click.echo)
+    except (BenchOptionError, ValueError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    click.echo("")
+    click.echo(format_table(summary))
+    if plot is not None:
+        from framewire.bench.plot import PlotUnavailable, draw
+
+        try:
+            click.echo(f"plot: {draw(summary, plot)}")
+        except PlotUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(format_json(summary))
+
+
+def _concurrencies(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise click.ClickException(
+            f"--concurrency must be comma-separated positive integers, got {text!r}"
+        )
+    return levels
+
+
+def _gateway(settings: Settings, levels: list[int], requests: int, device: str,
+             as_json: bool) -> None:  # fmt: skip
+    from framewire.bench_gateway import run_gateway_bench
+
+    with ExitStack() as cleanup:
+        settings = ensure_services(settings, settings.state_dir / "bench", cleanup, click.echo,
+                                   label="bench")  # fmt: skip
+        result = run_gateway_bench(settings, levels, requests, device=device)
+    click.echo(_table(result))
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True, default=str))
+
+
+def _table(result: dict[str, Any]) -> str:
+    """Scalars as `key: value` lines; each list of dicts (e.g. one per level) as a table."""
+    lines = [f"{k}: {v}" for k, v in result.items() if not isinstance(v, (list, dict))]
+    for key, value in result.items():
+        rows = _flatten(value) if isinstance(value, list) else None
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            rows = [{"": k, **v} for k, v in value.items()]
+        if not rows or not all(isinstance(r, dict) for r in rows):
+            if isinstance(value, (list, dict)):
+                lines.append(f"{key}: {json.dumps(value, default=str)}")
+            continue
+        columns = list(dict.fromkeys(c for r in rows for c in r))
+        cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+        widths = [max(len(str(c)), *(len(row[i]) for row in cells))
+                  for i, c in enumerate(columns)]  # fmt: skip
+        lines += ["", f"{key}:", _row([str(c) for c in columns], widths)]
+        lines += [_row(row, widths) for row in cells]
+    return "\n".join(lines)
+
+
+def _flatten(rows: list[Any]) -> list[Any]:
+    """A row holding dicts (e.g. {"concurrency": 8, "framewire": {...}, "naive": {...}})
+    becomes one row per dict: {"concurrency": 8, "system": "framewire", ...}."""
+    flat: list[Any] = []
+    for row in rows:
+        if not isinstance(row, dict):
+            flat.append(row)
+            continue
+        nested = {k: v for k, v in row.items() if isinstance(v, dict)}
+        if not nested:
+            flat.append(row)
+            continue
+        plain = {k: v for k, v in row.items() if k not in nested}
+        flat += [{**plain, "system": name, **values} for name, values in nested.items()]
+    return flat
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    return "  " + "  ".join(v.rjust(w) for v, w in zip(cells, widths, strict=True))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:,.1f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,84 @@
+"""The benchmark's summary: the JSON object (the contract) and the table people read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Fields every `framewire bench --json` object has (tests check them).
+REQUIRED_FIELDS = (
+    "model_only_fps", "decode_fps", "pipeline_fps", "naive_fps",
+    "ratio_to_ceiling", "speedup_vs_naive", "loads",
+)  # fmt: skip
+LOAD_FIELDS = ("load", "offered_fps", "p50_ms", "p95_ms", "p99_ms", "mean_batch")
+
+
+def ratios(model_only_fps: float, decode_fps: float, pipeline_fps: float,
+           naive_fps: float) -> dict[str, float]:  # fmt: skip
+    ceiling = min(model_only_fps, decode_fps)
+    # Where decode and model share the same cores (a CPU device), each frame pays both:
+    # the combined ceiling is 1 / (1/model + 1/decode), lower than either alone.
+    shared = 1 / (1 / model_only_fps + 1 / decode_fps) if model_only_fps and decode_fps else 0.0
+    return {
+        "ceiling_fps": round(ceiling, 1),
+        "ratio_to_ceiling": round(pipeline_fps / ceiling, 3) if ceiling > 0 else 0.0,
+        "shared_core_ceiling_fps": round(shared, 1),
+        "ratio_to_shared_core_ceiling": round(pipeline_fps / shared, 3) if shared else 0.0,
+        "speedup_vs_naive": round(pipeline_fps / naive_fps, 2) if naive_fps > 0 else 0.0,
+    }
+
+
+def format_table(s: dict[str, Any]) -> str:
+    """The human-readable report of a summary."""
+    b = s["max_batch"]
+    rows = [
+        (f"model only, batch {b}", f"{s['model_only_fps']:,.0f} frames/s",
+         f"{1000 / s['model_only_fps'] * b:.2f} ms per batch"),
+        ("model only, batch 1", f"{s['model_only_batch1_fps']:,.0f} frames/s",
+         f"{s['single_frame_model_ms']:.2f} ms per frame"),
+        (f"decode + prepare, {s['decode_threads']} threads", f"{s['decode_fps']:,.0f} frames/s",
+         f"{s['stage_costs']['decode_cpu_ms_per_frame']:.2f} ms CPU per frame"),
+        ("pipeline (Kafka > worker > Redis)", f"{s['pipeline_fps']:,.0f} frames/s",
+         f"mean batch {s['pipeline_mean_batch']:.1f}"),
+        ("naive (1 frame at a time)", f"{s['naive_fps']:,.0f} frames/s", ""),
+    ]  # fmt: skip
+    lines = [
+        f"framewire bench: {s['model']} on {s['device_name']}, input {s['input']}, "
+        f"{s['frame_size']} JPEG frames (~{s['frame_kb']:.0f} KB), max batch {b}",
+        "",
+        f"  {'stage':36s} {'throughput':>18s}   note",
+        *(f"  {name:36s} {fps:>18s}   {note}" for name, fps, note in rows),
+        "",
+        f"  ratio to ceiling  {s['ratio_to_ceiling']:.2f}   (pipeline / min(model only, decode)"
+        f" = {s['pipeline_fps']:,.0f} / {s['ceiling_fps']:,.0f})",
+        f"  ratio to shared-core ceiling  {s['ratio_to_shared_core_ceiling']:.2f}   "
+        f"(1 / (1/model + 1/decode) = {s['shared_core_ceiling_fps']:,.0f}; on a CPU device "
+        "both stages use the same cores)",
+        f"  speedup vs naive  {s['speedup_vs_naive']:.2f}x",
+        "",
+        f"  {'offered load':>14s} {'frames/s':>9s} {'p50 ms':>8s} {'p95 ms':>8s} "
+        f"{'p99 ms':>8s} {'mean batch':>11s}",
+    ]
+    for point in s["loads"]:
+        lines.append(
+            f"  {point['load']:>13.0%}  {point['offered_fps']:>9,.0f} {point['p50_ms']:>8.1f} "
+            f"{point['p95_ms']:>8.1f} {point['p99_ms']:>8.1f} {point['mean_batch']:>11.2f}"
+        )
+    stage = s["pipeline_stage_ms"]
+    lines += [
+        "",
+        "  at saturation, per frame (worker's result/1 latency parts, ms): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in stage.items()),
+    ]
+    costs = s["stage_costs"]
+    if costs.get("worker_cpu_ms_per_frame") is not None:
+        busy = costs.get("machine_busy")
+        lines.append(
+            f"  worker CPU per frame {costs['worker_cpu_ms_per_frame']:.2f} ms"
+            + (f"; machine {busy:.0%} busy while saturated" if busy is not None else "")
+        )
+    return "\n".join(lines)
+
+
+def format_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, sort_keys=True)

@@ -1,0 +1,186 @@
+"""One `framewire bench` run: ceilings, naive baseline, pipeline saturation, loads.
+
+Order matters on a small machine: the in-process measurements (model, decoder, naive
+baseline) run before the worker process exists, and the worker is started only after its
+frames are published, so no phase shares the cores with another phase's work.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import tempfile
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import redis
+import torch
+
+from framewire.bench import ceilings
+from framewire.bench.frames import FramePool, stream_ids
+from framewire.bench.model import model_directory
+from framewire.bench.naive import run_naive
+from framewire.bench.options import BenchOptions
+from framewire.bench.pipeline_load import measure_load, measure_saturation, publish_all
+from framewire.bench.report import ratios
+from framewire.bench.sink import SinkReader
+from framewire.kafka import create_topics
+from framewire.services import ensure_services
+from framewire.settings import Settings
+from framewire.worker_process import WorkerExited, WorkerProcess
+from workers.engine import InferenceEngine, resolve_device
+from workers.models import load_model
+
+Echo = Callable[[str], None]
+_MIN_SECONDS = 1.0  # each ceiling runs at least this long (and at least --frames frames)
+
+
+def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str, Any]:
+    """Run every phase; returns the summary (the --json object)."""
+    device = resolve_device(None if options.device == "auto" else options.device)
+    max_batch = options.max_batch or settings.max_batch
+    run_id = uuid.uuid4().hex[:8]
+    workdir = settings.state_dir / "bench"
+    with ExitStack() as cleanup:
+        tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fw-bench-")))
+        model_dir = model_directory(options.model, options.input_size, tmp)
+        engine = InferenceEngine(load_model(model_dir), device, max_batch)
+        card = engine.card
+        pool = FramePool.render(options.frame_width, options.frame_height)
+        summary: dict[str, Any] = {
+            "model": f"{card.name}:{card.version}",
+            "input": f"{card.input.width}x{card.input.height}",
+            "frame_size": f"{pool.width}x{pool.height}",
+            "frame_kb": round(pool.mean_kb, 1),
+            "device": device,
+            "device_name": device_name(device),
+            "max_batch": max_batch,
+            "decode_threads": settings.decode_threads,
+            "frames": options.frames,
+        }
+        echo(f"bench: {summary['model']} on {summary['device_name']}, {summary['frame_size']} "
+             f"JPEG frames (~{pool.mean_kb:.0f} KB), max batch {max_batch}")  # fmt: skip
+
+        summary.update(_ceilings(engine, pool, settings, options, max_batch, echo))
+
+        settings = ensure_services(settings, workdir, cleanup, echo, label="bench")
+        base = settings.replace(topic_prefix=f"{settings.topic_prefix}bench-{run_id}.")
+        naive = base.replace(topic_prefix=f"{base.topic_prefix}naive.")
+        create_topics(naive)
+        publish_all(naive, pool, options.frames, stream_ids(run_id, "naive", options.streams))
+        echo(f"naive: {options.frames} frames published; one at a time (at most "
+             f"{options.naive_seconds:g} s)")  # fmt: skip
+        naive_run = run_naive(naive, engine, options.frames, options.naive_seconds)
+        summary["naive_fps"] = round(naive_run.fps, 1)
+        summary["naive_frames"] = naive_run.frames
+        echo(f"naive: {naive_run.fps:,.0f} frames/s over {naive_run.frames} frames")
+        del engine  # the worker loads its own copy; free this one's memory first
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+        summary.update(_pipeline(base, pool, options, max_batch, device, model_dir, workdir,
+                                 run_id, cleanup, echo))  # fmt: skip
+        summary["stage_costs"].update(summary.pop("stage_costs_pipeline"))
+        summary.update(ratios(summary["model_only_fps"], summary["decode_fps"],
+                              summary["pipeline_fps"], summary["naive_fps"]))  # fmt: skip
+    return summary
+
+
+def _ceilings(engine: InferenceEngine, pool: FramePool, settings: Settings,
+              options: BenchOptions, max_batch: int, echo: Echo) -> dict[str, Any]:  # fmt: skip
+    images = ceilings.decoded_batch(engine, pool, min(max_batch, len(pool.jpegs)))
+    model_fps = ceilings.model_only_fps(engine, images, max_batch, options.frames, _MIN_SECONDS)
+    model1_fps = ceilings.model_only_fps(engine, images, 1, 1, _MIN_SECONDS)
+    echo(f"model only: {model_fps:,.0f} frames/s at batch {max_batch}, "
+         f"{model1_fps:,.0f} at batch 1 ({1000 / model1_fps:.2f} ms per frame)")  # fmt: skip
+    threads = settings.decode_threads
+    decode = ceilings.decode_fps(pool, engine.card.input, threads, settings.max_frame_bytes,
+                                 settings.max_frame_pixels, options.frames, _MIN_SECONDS)
+    decode1 = ceilings.decode_fps(pool, engine.card.input, 1, settings.max_frame_bytes,
+                                  settings.max_frame_pixels, options.frames // 4, _MIN_SECONDS)
+    echo(f"decode + prepare: {decode:,.0f} frames/s on {threads} threads "
+         f"({decode1:,.0f} on one)")  # fmt: skip
+    out: dict[str, Any] = {
+        "model_only_fps": round(model_fps, 1),
+        "model_only_batch1_fps": round(model1_fps, 1),
+        "single_frame_model_ms": round(1000 / model1_fps, 3),
+        "decode_fps": round(decode, 1),
+        "decode_1thread_fps": round(decode1, 1),
+        "stage_costs": {
+            "model_ms_per_frame_at_max_batch": round(1000 / model_fps, 3),
+            "model_ms_per_frame_at_batch1": round(1000 / model1_fps, 3),
+            "decode_cpu_ms_per_frame": round(1000 / decode1, 3),
+        },
+    }
+    if options.batch_curve:
+        curve = ceilings.batch_curve(engine, images, max_batch, _MIN_SECONDS / 2)
+        out["batch_curve"] = {str(b): round(fps, 1) for b, fps in curve.items()}
+    return out
+
+
+def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_batch: int,
+              device: str, model_dir: Path, workdir: Path, run_id: str, cleanup: ExitStack,
+              echo: Echo) -> dict[str, Any]:  # fmt: skip
+    settings = settings.replace(
+        model=str(model_dir),
+        max_batch=max_batch,
+        # The phase's results are read from the per-stream Redis Streams: keep them all.
+        stream_maxlen=max(settings.stream_maxlen, 2 * options.frames),
+    )
+    create_topics(settings)
+    streams = stream_ids(run_id, "saturation", options.streams)
+    expected = publish_all(settings, pool, options.frames, streams)
+    client = redis.Redis.from_url(settings.redis_url)
+    cleanup.callback(client.close)
+    worker = WorkerProcess(settings, workdir / "logs", device=device)
+    cleanup.callback(worker.stop)
+    echo(f"pipeline: {options.frames} frames published; worker starting (log {worker.log_path})")
+
+    def check() -> None:
+        if worker.process.poll() is not None:
+            raise WorkerExited(f"worker exited ({worker.process.returncode}):\n{worker.tail()}")
+
+    sat = measure_saturation(SinkReader(client, streams), expected, worker.process.pid, check)
+    echo(f"pipeline: {sat.fps:,.0f} frames/s saturated, mean batch {sat.mean_batch:.1f}")
+    points = []
+    for load in options.loads:
+        rate = load * sat.fps
+        phase_streams = stream_ids(run_id, f"load{round(load * 100)}", options.streams)
+        point = measure_load(settings, pool, SinkReader(client, phase_streams), phase_streams,
+                             load, rate, options.load_seconds, check)  # fmt: skip
+        echo(f"load {load:.0%} ({rate:,.0f} frames/s): p50 {point.p50_ms:.1f} ms, "
+             f"p95 {point.p95_ms:.1f} ms, p99 {point.p99_ms:.1f} ms, "
+             f"mean batch {point.mean_batch:.2f}")  # fmt: skip
+        points.append(point.to_dict())
+    return {
+        "pipeline_fps": round(sat.fps, 1),
+        "pipeline_frames": sat.results,
+        "pipeline_mean_batch": sat.mean_batch,
+        "pipeline_stage_ms": sat.stage_ms,
+        "loads": points,
+        "worker_log": str(worker.log_path),
+        "stage_costs_pipeline": {
+            "worker_cpu_ms_per_frame": sat.worker_cpu_ms_per_frame,
+            "machine_busy": sat.machine_busy,
+        },
+    }
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        index = torch.device(device).index
+        return torch.cuda.get_device_name(index if index is not None else 0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({cpu}, {os.cpu_count()} cores)"

@@ -1,0 +1,91 @@
+"""`framewire bench` runs end to end (tiny N) and its JSON has every field.
+
+Speed is what the benchmark reports, never what a test asserts: these tests check that
+each phase ran and produced sane numbers, not how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from framewire.bench import REQUIRED_FIELDS, BenchOptionError, parse_frame_size
+from framewire.bench.frames import FramePool
+from framewire.bench.report import LOAD_FIELDS
+from framewire.cli import cli
+from framewire.settings import Settings
+from schemas import Frame
+from workers.decode import FrameDecoder
+from workers.models.spec import InputSpec, prepare
+
+
+def _invoke(settings: Settings, *args: str):
+    global_flags = [
+        "--kafka-bootstrap", settings.kafka_bootstrap,
+        "--redis-url", settings.redis_url,
+        "--topic-prefix", settings.topic_prefix,
+        "--state-dir", str(settings.state_dir),
+    ]  # fmt: skip
+    return CliRunner().invoke(
+        cli, [*global_flags, "bench", *args], env={"FRAMEWIRE_PARTITIONS": "2"}
+    )
+
+
+@pytest.mark.timeout(150)
+def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings) -> None:
+    result = _invoke(
+        settings, "--device", "cpu", "--frames", "60", "--load-seconds", "1",
+        "--naive-seconds", "3", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    for name in REQUIRED_FIELDS:
+        assert name in summary, name
+    for name in ("model_only_fps", "decode_fps", "pipeline_fps", "naive_fps",
+                 "model_only_batch1_fps", "ratio_to_ceiling", "speedup_vs_naive"):  # fmt: skip
+        assert summary[name] > 0, (name, summary[name])
+    ceiling = min(summary["model_only_fps"], summary["decode_fps"])
+    assert summary["ratio_to_ceiling"] == pytest.approx(summary["pipeline_fps"] / ceiling, 0.01)
+    assert summary["pipeline_frames"] == 60
+    assert [p["load"] for p in summary["loads"]] == [0.1, 0.5, 0.8]
+    for point in summary["loads"]:
+        for name in LOAD_FIELDS:
+            assert point[name] > 0, (point, name)
+        assert point["results"] == point["sent"]
+        assert point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
+        assert 1 <= point["mean_batch"] <= summary["max_batch"]
+    assert "ratio to ceiling" in result.output  # the table precedes the JSON line
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--frame-size", "12", "--frame-size must look like"), ("--frames", "3", "--frames")],
+)
+def test_bad_flag_is_a_one_line_error(settings: Settings, flag, value, message) -> None:
+    result = _invoke(settings, flag, value)
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0, result.output
+    assert message in result.output
+
+
+def test_frame_size_parsing() -> None:
+    assert parse_frame_size("640x480") == (640, 480)
+    with pytest.raises(BenchOptionError):
+        parse_frame_size("640")
+
+
+@pytest.mark.parametrize("spec", [InputSpec(64, 64), InputSpec(224, 224, resize="letterbox")])
+def test_scaled_jpeg_decode_matches_full_decode(spec: InputSpec) -> None:
+    # The worker decodes JPEGs at a reduced scale when the model's input is smaller; the
+    # prepared pixels must stay within a grey level or two of a full decode + resize.
+    pool = FramePool.render(640, 480, size=3)
+    decoder = FrameDecoder(10**8, 10**9)
+    for data in pool.jpegs:
+        frame = Frame("s", 0, data)
+        full = prepare(decoder.to_bgr(frame), spec).astype(np.int16)
+        scaled = prepare(decoder.to_bgr(frame, spec), spec).astype(np.int16)
+        assert scaled.shape == full.shape
+        assert np.abs(full - scaled).mean() < 2.0

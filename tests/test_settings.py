@@ -68,3 +68,9 @@ def test_every_setting_is_described():
     assert "FRAMEWIRE_KAFKA_BOOTSTRAP" in variables
     assert len(variables) == len(set(variables))
     assert all(help_text for _, _, help_text in describe())
+
+
+def test_readme_lists_every_setting():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [variable for variable, _, _ in describe() if f"`{variable}`" not in readme]
+    assert not missing, f"README settings table lacks {missing}"

@@ -1,6 +1,6 @@
 """Results into Redis: per frame (TTL), latest per stream, per-stream Redis Stream, replies.
 
-One pipeline round trip per batch. Idempotent by frame id: a redelivered frame overwrites
+One round trip and one script call per batch. Idempotent by frame id: a redelivered frame overwrites
 its result and does not append to the stream a second time (the script appends only when
 SET ... GET finds no earlier result), and `latest` only moves to a higher seq.
 """
@@ -13,16 +13,28 @@ import redis
 
 from framewire.rediskeys import latest_key, reply_key, result_key, stream_key
 
-_WRITE_RESULT = """
-local first = redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'GET') == false
-local current = redis.call('GET', KEYS[2])
-if (not current) or tonumber(cjson.decode(current)['seq']) <= tonumber(ARGV[4]) then
-  redis.call('SET', KEYS[2], ARGV[1])
+# One call per batch. KEYS: (result, latest, stream) per frame; ARGV: ttl, maxlen, then
+# (json, seq) per frame. A stream's latest seq is decoded once per call, not per frame.
+_WRITE_RESULTS = """
+local ttl, maxlen = ARGV[1], ARGV[2]
+local latest_seq = {}
+for i = 0, #KEYS / 3 - 1 do
+  local result_key, latest_key, stream_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local json, seq = ARGV[2 * i + 3], tonumber(ARGV[2 * i + 4])
+  local first = redis.call('SET', result_key, json, 'EX', ttl, 'GET') == false
+  if latest_seq[latest_key] == nil then
+    local current = redis.call('GET', latest_key)
+    latest_seq[latest_key] = current and tonumber(cjson.decode(current)['seq']) or -1
+  end
+  if seq >= latest_seq[latest_key] then
+    redis.call('SET', latest_key, json)
+    latest_seq[latest_key] = seq
+  end
+  if first then
+    redis.call('XADD', stream_key, 'MAXLEN', '~', maxlen, '*', 'result', json)
+  end
 end
-if first then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'result', ARGV[1])
-end
-return first and 1 or 0
+return 1
 """
 
 
@@ -43,18 +55,18 @@ class RedisSink:
         self.result_ttl_s = result_ttl_s
         self.stream_maxlen = stream_maxlen
         self.reply_ttl_s = reply_ttl_s
-        self._script = client.register_script(_WRITE_RESULT)
+        self._script = client.register_script(_WRITE_RESULTS)
 
     def write(self, results: list[RedisResult]) -> None:
         """Write a batch in one round trip; raises redis.RedisError (the caller retries)."""
+        keys: list[str] = []
+        args: list[bytes | int] = [self.result_ttl_s, self.stream_maxlen]
         pipe = self.client.pipeline(transaction=False)
         for r in results:
-            self._script(
-                keys=[result_key(r.frame_id), latest_key(r.stream_id), stream_key(r.stream_id)],
-                args=[r.json, self.result_ttl_s, self.stream_maxlen, r.seq],
-                client=pipe,
-            )
+            keys += [result_key(r.frame_id), latest_key(r.stream_id), stream_key(r.stream_id)]
+            args += [r.json, r.seq]
             if r.reply_to:
                 pipe.rpush(reply_key(r.reply_to), r.json)
                 pipe.expire(reply_key(r.reply_to), self.reply_ttl_s)
+        self._script(keys=keys, args=args, client=pipe)
         pipe.execute()

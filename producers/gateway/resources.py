@@ -1,0 +1,116 @@
+"""The connections a gateway process shares between its request threads.
+
+One Publisher (a kafka-python producer: thread-safe, but its sender thread and sockets
+must not cross a fork), one Redis connection pool, one lag monitor and one Celery client
+app per process, each created on first use. gunicorn forks its workers after importing
+the app (and with --preload after creating it), so nothing here may exist before the
+fork: lazily created objects are, and a pid check drops any that were inherited anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import redis
+
+from framewire.log import get_logger
+from framewire.settings import Settings
+from producers.gateway.overload import LagMonitor
+from producers.publisher import Publisher
+
+log = get_logger(__name__)
+
+# No linger for request frames: a lone request's frame goes at once. Measured with
+# run_gateway_bench (2-core machine, CPU worker): p50 at concurrency 1 went from 18.6 ms
+# (linger 5, the cameras' setting) to 10.8 ms; under load kafka-python still groups the
+# frames that pile up while a send is in flight, and 8 / 32 concurrent clients were within
+# run-to-run noise of linger 5.
+GATEWAY_LINGER_MS = 0
+# A connect that takes longer than this is a Redis outage, not a slow answer.
+_REDIS_CONNECT_TIMEOUT_S = 2.0
+
+
+class Resources:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._publisher: Publisher | None = None
+        self._redis: redis.Redis | None = None
+        self._lag: LagMonitor | None = None
+        self._celery: Any = None
+
+    @property
+    def publisher(self) -> Publisher:
+        """Raises PublishError while Kafka cannot be reached; the next call tries again."""
+        self._check_fork()
+        if self._publisher is None:
+            with self._lock:
+                if self._publisher is None:
+                    # A send blocks at most as long as a request may wait in total.
+                    block_s = min(self.settings.producer_max_block_s,
+                                  self.settings.gateway_timeout_ms / 1000)
+                    self._publisher = Publisher(
+                        self.settings, max_block_s=block_s, max_block_ms=int(block_s * 1000),
+                        linger_ms=GATEWAY_LINGER_MS,
+                    )  # fmt: skip
+        return self._publisher
+
+    @property
+    def redis(self) -> redis.Redis:
+        self._check_fork()
+        if self._redis is None:
+            with self._lock:
+                if self._redis is None:
+                    # No socket timeout: BLPOP blocks for up to the request deadline.
+                    self._redis = redis.Redis.from_url(
+                        self.settings.redis_url,
+                        socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S,
+                        health_check_interval=30,
+                    )
+        return self._redis
+
+    @property
+    def lag(self) -> LagMonitor:
+        self._check_fork()
+        if self._lag is None:
+            with self._lock:
+                if self._lag is None:
+                    self._lag = LagMonitor(self.settings)
+        return self._lag
+
+    @property
+    def celery(self) -> Any:
+        """A client-only Celery app (no streaming bootstep) for pinging the workers."""
+        self._check_fork()
+        if self._celery is None:
+            with self._lock:
+                if self._celery is None:
+                    from workers.app import create_app  # Celery is imported only if used
+
+                    self._celery = create_app(self.settings, stream=False)
+        return self._celery
+
+    def close(self) -> None:
+        """Flush what was published and close every connection (tests, shutdown)."""
+        with self._lock:
+            publisher, self._publisher = self._publisher, None
+            client, self._redis = self._redis, None
+            lag, self._lag = self._lag, None
+            self._celery = None
+        if publisher is not None:
+            publisher.close(timeout_s=5)
+        if client is not None:
+            client.close()
+        if lag is not None:
+            lag.close()
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:
+            # Inherited from the parent: the child must not touch the parent's sockets
+            # or its producer's (dead) sender thread; forget them and start afresh.
+            self._pid = os.getpid()
+            self._publisher = self._redis = self._lag = self._celery = None
+            self._lock = threading.Lock()

@@ -1,13 +1,21 @@
 import queue
 import threading
 import time
+from concurrent.futures import Future
 
 from workers.batcher import DynamicBatcher
 from workers.work import WorkItem
 
 
-def ready_item(n: int) -> WorkItem:
+def item(n: int) -> WorkItem:
     return WorkItem(record=n, generation=1, polled_at=time.time(), decoded_at=time.time())
+
+
+def ready_item(n: int) -> Future:
+    """A frame whose decode has finished."""
+    future: Future = Future()
+    future.set_result(item(n))
+    return future
 
 
 def filled(n: int) -> queue.Queue:
@@ -57,3 +65,20 @@ def test_busy_device_returns_empty_as_soon_as_it_finishes():
     started = time.monotonic()
     assert batcher.next_batch(lambda: time.monotonic() > done_at, timeout_s=5) == []
     assert time.monotonic() - started < 1.0
+
+
+def test_frames_are_batched_in_poll_order_even_when_decoded_out_of_order():
+    ready: queue.Queue = queue.Queue()
+    slow: Future = Future()  # polled first, decoded last
+    ready.put(slow)
+    ready.put(ready_item(1))
+    ready.put(ready_item(2))
+    batcher = DynamicBatcher(ready, max_batch=8, max_delay_ms=5)
+
+    def finish_decode():
+        time.sleep(0.05)
+        slow.set_result(item(0))
+
+    threading.Thread(target=finish_decode).start()
+    batch = batcher.next_batch(lambda: True, timeout_s=1)
+    assert [i.record for i in batch] == [0, 1, 2]

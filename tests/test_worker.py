@@ -60,9 +60,12 @@ def test_frames_in_results_out_with_correct_predictions(worker_settings, tmp_pat
         last = max((f for f in frames if f.stream_id == stream_id), key=lambda f: f.seq)
         latest = json.loads(client.get(f"fw:stream:{stream_id}:latest"))
         assert latest["seq"] == last.seq
-        assert client.xlen(f"fw:stream:{stream_id}:results") == sum(
-            f.stream_id == stream_id for f in frames
-        )
+        ours = {f.frame_id for f in frames}
+        entries = [
+            json.loads(e[b"result"]) for _, e in client.xrange(f"fw:stream:{stream_id}:results")
+        ]
+        seqs = [r["seq"] for r in entries if r["frame_id"] in ours]
+        assert seqs == sorted(f.seq for f in frames if f.stream_id == stream_id)
     assert "worker stopped" in worker.log_text() or "pipeline stopped" in worker.log_text()
 
 
@@ -107,9 +110,7 @@ def test_sigterm_mid_stream_loses_nothing_and_processes_nothing_twice(worker_set
     assert max(per_frame.values()) == 1, "a frame was processed twice"
 
 
-def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(
-    worker_settings, tmp_path
-):
+def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(worker_settings, tmp_path):
     settings = worker_settings.replace(max_frame_bytes=300_000, max_frame_pixels=1_000_000)
     bad = bad_records()
     good = synthetic_frames(20)
@@ -130,8 +131,7 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(
         reasons[case] = (headers["fw-error-stage"].decode(), headers["fw-error"].decode())
         assert record.value == bad[case][1], "the original bytes are kept"
     assert reasons == {
-        case: (stage, reasons.get(case, ("", ""))[1])
-        for case, (_, _, stage, _) in bad.items()
+        case: (stage, reasons.get(case, ("", ""))[1]) for case, (_, _, stage, _) in bad.items()
     }
     for case, (_, _, _, expected_reason) in bad.items():
         assert expected_reason in reasons[case][1], (case, reasons[case])
@@ -207,10 +207,18 @@ def bad_records() -> dict[str, tuple[list, bytes, str, str]]:
         "corrupt": (headers("corrupt"), b"\xff\xd8" + bytes(range(256)) * 8, "decode", "jpeg"),
         "truncated": (headers("truncated"), jpeg[: len(jpeg) // 2], "decode", "truncated jpeg"),
         "empty": (headers("empty"), b"", "schema", "empty"),
-        "oversized-bytes": (headers("oversized-bytes"), b"\xff\xd8" + b"\0" * 400_000,
-                            "schema", "300000"),
-        "oversized-pixels": (headers("oversized-pixels", "png"), huge_png,
-                             "decode", "exceeds the limit"),
+        "oversized-bytes": (
+            headers("oversized-bytes"),
+            b"\xff\xd8" + b"\0" * 400_000,
+            "schema",
+            "300000",
+        ),
+        "oversized-pixels": (
+            headers("oversized-pixels", "png"),
+            huge_png,
+            "decode",
+            "exceeds the limit",
+        ),
         "missing-header": (headers("missing-header", drop="fw-seq"), jpeg, "schema", "fw-seq"),
     }
 
@@ -236,8 +244,10 @@ def _log_events(worker: WorkerProcess) -> list[dict]:
 
 def _owns_partitions(worker: WorkerProcess) -> bool:
     changes = [e for e in _log_events(worker) if e.get("event", "").startswith("partitions ")]
-    return bool(changes) and changes[-1]["event"] == "partitions assigned" and bool(
-        changes[-1]["partitions"]
+    return (
+        bool(changes)
+        and changes[-1]["event"] == "partitions assigned"
+        and bool(changes[-1]["partitions"])
     )
 
 

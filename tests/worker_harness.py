@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
 import time
+import uuid
 
 import redis
 
@@ -17,8 +19,13 @@ from schemas import Frame
 
 
 def synthetic_frames(count: int, streams: int = 2, seed: int = 0) -> list[Frame]:
+    """Synthetic frames on stream ids of their own (Redis stream keys are global)."""
     source = SyntheticSource(streams=streams, fps=30, seed=seed, realtime=False)
-    return list(itertools.islice(source, count))
+    tag = uuid.uuid4().hex[:8]
+    return [
+        dataclasses.replace(frame, stream_id=f"{tag}-{frame.stream_id}")
+        for frame in itertools.islice(source, count)
+    ]
 
 
 def publish(settings: Settings, frames: list[Frame]) -> None:

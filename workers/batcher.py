@@ -5,14 +5,20 @@ At low load a batch is one frame and latency stays near one frame's compute; und
 frames pile up while the device works, so the next batch is bigger by itself. max_delay
 only ever applies while the device is busy (Triton's max_queue_delay, but never spent
 idling the device).
+
+Frames are batched in the order they were polled: the ready queue holds the decode
+futures in poll order and a frame is taken only once every frame before it is decoded.
+So each stream's results are written in `seq` order (a partition keeps a stream's order),
+at the cost of waiting for the slowest of a few parallel decodes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
 
 from workers.work import WorkItem
 
@@ -20,10 +26,13 @@ _BUSY_POLL_S = 0.0005  # how often to re-check a busy device while waiting for f
 
 
 class DynamicBatcher:
-    def __init__(self, ready: queue.Queue[WorkItem], max_batch: int, max_delay_ms: float) -> None:
+    def __init__(
+        self, ready: queue.Queue[Future[WorkItem]], max_batch: int, max_delay_ms: float
+    ) -> None:
         self.ready = ready
         self.max_batch = max_batch
         self.max_delay_s = max_delay_ms / 1000
+        self._head: Future[WorkItem] | None = None  # the oldest frame not yet batched
 
     def next_batch(self, device_idle: Callable[[], bool], timeout_s: float) -> list[WorkItem]:
         """The next batch, or [] when nothing arrived within timeout_s (or the device
@@ -34,29 +43,45 @@ class DynamicBatcher:
         batch = [first]
         close_at = first.decoded_at + self.max_delay_s
         while len(batch) < self.max_batch:
-            try:
-                batch.append(self.ready.get_nowait())
+            if self._head_ready():
+                batch.append(self._take())
                 continue
-            except queue.Empty:
-                pass
             remaining = close_at - time.time()
             if remaining <= 0 or device_idle():
                 break
-            with contextlib.suppress(queue.Empty):
-                batch.append(self.ready.get(timeout=min(remaining, _BUSY_POLL_S)))
+            self._wait(min(remaining, _BUSY_POLL_S))
         return batch
 
     def _first(self, device_idle: Callable[[], bool], timeout_s: float) -> WorkItem | None:
-        # While the device is busy, return as soon as it finishes even with no frame, so
-        # the caller can collect its results without waiting for the next frame.
+        # Called while the device is busy, return as soon as it finishes even with no
+        # frame, so the caller can collect its results without waiting for the next one.
         deadline = time.monotonic() + timeout_s
-        while True:
-            idle = device_idle()
+        was_busy = not device_idle()
+        while not self._head_ready():
             wait = deadline - time.monotonic()
-            if wait <= 0:
+            if wait <= 0 or (was_busy and device_idle()):
                 return None
+            self._wait(min(wait, _BUSY_POLL_S) if was_busy else wait)
+        return self._take()
+
+    def _head_ready(self) -> bool:
+        if self._head is None:
             try:
-                return self.ready.get(timeout=wait if idle else min(wait, _BUSY_POLL_S))
+                self._head = self.ready.get_nowait()
             except queue.Empty:
-                if not idle and device_idle():
-                    return None
+                return False
+        return self._head.done()
+
+    def _wait(self, timeout_s: float) -> None:
+        """Until the head frame is decoded (or one arrives), at most timeout_s."""
+        if self._head is None:
+            try:
+                self._head = self.ready.get(timeout=timeout_s)
+            except queue.Empty:
+                return
+        wait_for([self._head], timeout=timeout_s)
+
+    def _take(self) -> WorkItem:
+        head, self._head = self._head, None
+        assert head is not None
+        return head.result()

@@ -48,6 +48,8 @@ class FrameDecoder:
             item.fail("schema", str(exc))
         except (DecodeError, ImageInfoError, cv2.error) as exc:
             item.fail("decode", str(exc).strip().splitlines()[0][:200])
+        except Exception as exc:  # whatever a hostile image triggers, the worker goes on
+            item.fail("decode", f"{type(exc).__name__}: {exc}"[:200])
         item.decoded_at = time.time()
         return item
 

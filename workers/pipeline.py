@@ -14,7 +14,7 @@ import os
 import queue
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -61,7 +61,9 @@ class StreamingPipeline:
         limit = settings.in_flight_limit
         self.tracker = OffsetTracker()
         self.decoder = FrameDecoder(settings.max_frame_bytes, settings.max_frame_pixels)
-        self.ready: queue.Queue[WorkItem] = queue.Queue(maxsize=limit)
+        # Decode futures in poll order. Unbounded as a queue, bounded by the in-flight
+        # limit: the poll thread must never block on a put (it keeps the group alive).
+        self.ready: queue.Queue[Future[WorkItem]] = queue.Queue()
         self.finished: queue.Queue = queue.Queue(maxsize=limit)
         self.kafka_sink = KafkaSink(settings, self.worker)
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
@@ -126,10 +128,7 @@ class StreamingPipeline:
         engine = self.device_stage.engine
         assert engine is not None
         spec = engine.card.input
-        self.decode_pool.submit(self._decode, item, spec)
-
-    def _decode(self, item: WorkItem, spec: Any) -> None:
-        self.ready.put(self.decoder.decode(item, spec))
+        self.ready.put(self.decode_pool.submit(self.decoder.decode, item, spec))
 
     def _done(self, items: list[WorkItem]) -> None:
         for item in items:

@@ -1,6 +1,6 @@
 """Results into Redis: per frame (TTL), latest per stream, per-stream Redis Stream, replies.
 
-One round trip and one script call per batch. Idempotent by frame id: a redelivered frame overwrites
+One script call per batch. Idempotent by frame id: a redelivered frame overwrites
 its result and does not append to the stream a second time (the script appends only when
 SET ... GET finds no earlier result), and `latest` only moves to a higher seq.
 """
@@ -58,15 +58,20 @@ class RedisSink:
         self._script = client.register_script(_WRITE_RESULTS)
 
     def write(self, results: list[RedisResult]) -> None:
-        """Write a batch in one round trip; raises redis.RedisError (the caller retries)."""
+        """Write a batch: one script call, plus one pipeline for the gateway's reply lists
+        when there are any. Raises redis.RedisError (the caller retries)."""
         keys: list[str] = []
         args: list[bytes | int] = [self.result_ttl_s, self.stream_maxlen]
-        pipe = self.client.pipeline(transaction=False)
         for r in results:
             keys += [result_key(r.frame_id), latest_key(r.stream_id), stream_key(r.stream_id)]
             args += [r.json, r.seq]
-            if r.reply_to:
+        # Called directly, not inside a pipeline: redis-py would ask SCRIPT EXISTS before
+        # every pipeline (an extra round trip per batch); direct EVALSHA loads it on demand.
+        self._script(keys=keys, args=args)
+        replies = [r for r in results if r.reply_to]
+        if replies:  # after the results, so a woken client can also read fw:result:{id}
+            pipe = self.client.pipeline(transaction=False)
+            for r in replies:
                 pipe.rpush(reply_key(r.reply_to), r.json)
                 pipe.expire(reply_key(r.reply_to), self.reply_ttl_s)
-        self._script(keys=keys, args=args, client=pipe)
-        pipe.execute()
+            pipe.execute()

@@ -135,6 +135,8 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(worker_s
     }
     for case, (_, _, _, expected_reason) in bad.items():
         assert expected_reason in reasons[case][1], (case, reasons[case])
+    rejected = [e for e in _log_events(worker) if e.get("event") == "frame rejected"]
+    assert {e.get("frame_id") for e in rejected} >= {"bad-corrupt", "bad-missing-header"}
     # A record with valid headers also gets an error result, so a waiting client hears why.
     corrupt = redis.Redis.from_url(settings.redis_url).get("fw:result:bad-corrupt")
     assert json.loads(corrupt)["status"] == "error"

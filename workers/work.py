@@ -31,6 +31,18 @@ class WorkItem:
     def ok(self) -> bool:
         return self.error is None
 
+    def log_ids(self) -> dict[str, str]:
+        """stream_id and frame_id for log lines, from the headers when the frame did not
+        parse (clipped: a hostile header must not flood the log)."""
+        if self.frame is not None:
+            return {"stream_id": self.frame.stream_id, "frame_id": self.frame.frame_id}
+        headers = dict(self.record.headers or [])
+        return {
+            name.removeprefix("fw-").replace("-", "_"): headers[name][:80].decode(errors="replace")
+            for name in ("fw-stream-id", "fw-frame-id")
+            if isinstance(headers.get(name), bytes)
+        }
+
     def fail(self, stage: str, reason: str) -> None:
         self.error_stage, self.error = stage, reason
         self.image = None

@@ -113,6 +113,7 @@ class ResultWriter(threading.Thread):
                 reason=item.error,
                 partition=item.record.partition,
                 offset=item.record.offset,
+                **item.log_ids(),
             )
             self.kafka_sink.send_event(
                 Event("error", self.worker, {"stage": item.error_stage, "reason": item.error})

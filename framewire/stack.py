@@ -17,8 +17,6 @@ from framewire.kafka import create_topics, kafka_answers
 from framewire.servers import SERVERS, EmbeddedServer, ServerError, redis_answers
 from framewire.settings import Settings, env_name
 
-StackError = ServerError
-
 
 @dataclass(frozen=True)
 class Target:
@@ -124,7 +122,7 @@ class LocalStack:
         var = env_name(target.setting)
         if external:
             if not _answers(target.kind, external):
-                raise StackError(f"{var}={external}: no {target.kind} answers there")
+                raise ServerError(f"{var}={external}: no {target.kind} answers there")
             return external, f"{target.kind}: external at {external} ({var}), starting nothing"
         server = running.get(target.kind)
         if server is not None and server.running():

@@ -110,13 +110,11 @@ class DeviceStage(threading.Thread):
     def _launch(self, batch: list[WorkItem]) -> _Launched | None:
         engine = self.engine
         assert engine is not None
-        good = [item for item in batch if item.ok]
-        good = [
-            item if item.input_spec == engine.card.input else self.prepare_again(item, engine)
-            for item in good
-        ]
+        for item in batch:
+            if item.ok and item.input_spec != engine.card.input:
+                self.prepare_again(item, engine)  # decoded for the model before a reload
         rejected = [item for item in batch if not item.ok]
-        good = [item for item in good if item.ok]
+        good = [item for item in batch if item.ok]
         if rejected:
             self.finished.put(Rejected(rejected))
         if not good:

@@ -120,8 +120,11 @@ class ResultWriter(threading.Thread):
             )
 
     def _write(self, results: list[Result], reply_to: list[str | None]) -> None:
-        """Redis first, then the results topic; both retried until written."""
+        """Results topic and Redis, both retried until written. The Kafka sends go first
+        and are awaited last, so the two round trips overlap."""
         encoded = [(r, r.to_json()) for r in results]
+        pairs = [(r.stream_id.encode(), data) for r, data in encoded]
+        in_flight = [self.kafka_sink.send_results(pairs)]
         rows = [
             RedisResult(r.frame_id, r.stream_id, r.seq, data, reply)
             for (r, data), reply in zip(encoded, reply_to, strict=True)
@@ -129,8 +132,9 @@ class ResultWriter(threading.Thread):
         with_retries(lambda: self.redis_sink.write(rows), "redis", _REDIS_ERRORS, self.abort)
 
         def send_and_wait() -> None:
-            pairs = [(r.stream_id.encode(), data) for r, data in encoded]
-            self.kafka_sink.wait(self.kafka_sink.send_results(pairs))
+            # The first try waits for the sends already in flight; a retry sends again.
+            futures = in_flight.pop() if in_flight else self.kafka_sink.send_results(pairs)
+            self.kafka_sink.wait(futures)
 
         with_retries(send_and_wait, "results", _KAFKA_ERRORS, self.abort)
 

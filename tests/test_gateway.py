@@ -131,8 +131,12 @@ def test_a_json_batch_of_base64_images(client):
     assert labels == [f.label for f in batch]
 
 
-def test_64_concurrent_requests_all_succeed_and_share_batches(app):
+def test_64_concurrent_requests_all_succeed_and_share_batches(gw_settings, worker):
+    # One process takes all 64 at once here (gunicorn would spread them over its workers),
+    # so its in-flight limit must admit them: the overload 503 has a test of its own.
     images = [f.data for f in frames(64, seed=21)]
+    app_run = _app(gw_settings.replace(gateway_max_in_flight=64))
+    app = next(app_run)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -159,6 +163,7 @@ def test_64_concurrent_requests_all_succeed_and_share_batches(app):
     finally:
         server.shutdown()
         thread.join(10)
+        next(app_run, None)  # closes the app's producer and Redis pool
     assert len(answers) == 64
     assert [status for status, _ in answers] == [200] * 64, [b for s, b in answers if s != 200]
     mean_batch = sum(body["batch_size"] for _, body in answers) / 64

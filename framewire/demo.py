@@ -15,9 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
-
-from framewire.kafka import create_topics
+from framewire.kafka import create_topics, topic_reader
 from framewire.result_stats import ResultStats
 from framewire.services import ensure_services
 from framewire.settings import Settings
@@ -103,15 +101,9 @@ class _ResultReader:
     """Reads the results and DLQ topics from their current end, without a consumer group."""
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        topics = [settings.results_topic, settings.dlq_topic]
+        self.consumer = topic_reader(settings, topics, from_beginning=False)
         self.results_topic = settings.results_topic
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in (settings.results_topic, settings.dlq_topic)
-            for p in self.consumer.partitions_for_topic(topic) or ()
-        ]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_end()
         self.dead_letters = 0
 
     def poll(self, frame_ids: dict[str, str]) -> Iterator[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
@@ -99,6 +99,29 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # The idempotent producer requires acks=all.
         config["enable_idempotence"] = False
     return config
+
+
+def topic_reader(settings: Settings, topics: list[str], from_beginning: bool) -> KafkaConsumer:
+    """A consumer assigned every partition of topics, at their start or their end.
+
+    No consumer group: a reader (a tail, the demo's result counter) is not a member that
+    shares work with the workers, and it costs no group join. A missing topic is a
+    ValueError naming it.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID)
+    partitions = []
+    for topic in topics:
+        ids = consumer.partitions_for_topic(topic)
+        if not ids:
+            consumer.close()
+            raise ValueError(f"topic {topic} does not exist")
+        partitions += [TopicPartition(topic, p) for p in sorted(ids)]
+    consumer.assign(partitions)
+    if from_beginning:
+        consumer.seek_to_beginning()
+    else:
+        consumer.seek_to_end()
+    return consumer
 
 
 def _topic_configs(settings: Settings, suffix: str) -> dict[str, str]:

@@ -6,8 +6,8 @@ import json
 
 import click
 import redis
-from kafka import KafkaConsumer, TopicPartition
 
+from framewire.kafka import topic_reader
 from framewire.rediskeys import result_key, stream_key
 from framewire.settings import Settings
 
@@ -62,17 +62,10 @@ def _tail_stream(settings: Settings, stream_id: str, from_beginning: bool):
 
 
 def _tail_topic(settings: Settings, from_beginning: bool):
-    # No consumer group: a tail is a reader, not a member sharing work with others.
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-    )
-    partitions = consumer.partitions_for_topic(settings.results_topic) or set()
-    if not partitions:
-        raise click.ClickException(f"topic {settings.results_topic} does not exist")
-    consumer.assign([TopicPartition(settings.results_topic, p) for p in partitions])
-    if from_beginning:
-        consumer.seek_to_beginning()
+    try:
+        consumer = topic_reader(settings, [settings.results_topic], from_beginning)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         while True:
             for records in consumer.poll(timeout_ms=500).values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -45,53 +46,50 @@ class Resources:
     @property
     def publisher(self) -> Publisher:
         """Raises PublishError while Kafka cannot be reached; the next call tries again."""
-        self._check_fork()
-        if self._publisher is None:
-            with self._lock:
-                if self._publisher is None:
-                    # A send blocks at most as long as a request may wait in total.
-                    block_s = min(self.settings.producer_max_block_s,
-                                  self.settings.gateway_timeout_ms / 1000)
-                    self._publisher = Publisher(
-                        self.settings, max_block_s=block_s, max_block_ms=int(block_s * 1000),
-                        linger_ms=GATEWAY_LINGER_MS,
-                    )  # fmt: skip
-        return self._publisher
+        return self._once("_publisher", self._new_publisher)
 
     @property
     def redis(self) -> redis.Redis:
-        self._check_fork()
-        if self._redis is None:
-            with self._lock:
-                if self._redis is None:
-                    # No socket timeout: BLPOP blocks for up to the request deadline.
-                    self._redis = redis.Redis.from_url(
-                        self.settings.redis_url,
-                        socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S,
-                        health_check_interval=30,
-                    )
-        return self._redis
+        # No socket timeout: BLPOP blocks for up to the request deadline.
+        return self._once("_redis", lambda: redis.Redis.from_url(
+            self.settings.redis_url,
+            socket_connect_timeout=_REDIS_CONNECT_TIMEOUT_S,
+            health_check_interval=30,
+        ))  # fmt: skip
 
     @property
     def lag(self) -> LagMonitor:
-        self._check_fork()
-        if self._lag is None:
-            with self._lock:
-                if self._lag is None:
-                    self._lag = LagMonitor(self.settings)
-        return self._lag
+        return self._once("_lag", lambda: LagMonitor(self.settings))
 
     @property
     def celery(self) -> Any:
         """A client-only Celery app (no streaming bootstep) for pinging the workers."""
-        self._check_fork()
-        if self._celery is None:
-            with self._lock:
-                if self._celery is None:
-                    from workers.app import create_app  # Celery is imported only if used
+        return self._once("_celery", self._new_celery)
 
-                    self._celery = create_app(self.settings, stream=False)
-        return self._celery
+    def _once(self, attribute: str, make: Callable[[], Any]) -> Any:
+        """The per-process resource in attribute, made on first use (double-checked)."""
+        self._check_fork()
+        value = getattr(self, attribute)
+        if value is None:
+            with self._lock:
+                value = getattr(self, attribute)
+                if value is None:
+                    value = make()
+                    setattr(self, attribute, value)
+        return value
+
+    def _new_publisher(self) -> Publisher:
+        # A send blocks at most as long as a request may wait in total.
+        block_s = min(self.settings.producer_max_block_s, self.settings.gateway_timeout_ms / 1000)
+        return Publisher(
+            self.settings, max_block_s=block_s, max_block_ms=int(block_s * 1000),
+            linger_ms=GATEWAY_LINGER_MS,
+        )  # fmt: skip
+
+    def _new_celery(self) -> Any:
+        from workers.app import create_app  # Celery is imported only if used
+
+        return create_app(self.settings, stream=False)
 
     def close(self) -> None:
         """Flush what was published and close every connection (tests, shutdown)."""

@@ -102,3 +102,23 @@ def test_bad_frames_fail_with_a_reason(frame, stage, reason):
     assert item.error_stage == stage
     assert reason in item.error
     assert item.image is None
+
+
+@pytest.mark.parametrize(
+    ("size", "spec", "scale"),
+    [
+        ((640, 480), InputSpec(64, 64), 8),  # 80x60: enlarged by under 10% in height
+        ((640, 480), InputSpec(100, 100), 4),  # 80x60 would need 1.67x
+        ((640, 480), InputSpec(224, 224), 2),  # 320x240
+        ((1920, 1080), InputSpec(224, 224), 4),  # 480x270
+        ((640, 480), InputSpec(640, 480), 1),  # no smaller decode is big enough
+        ((640, 480), InputSpec(224, 224, resize="letterbox"), 2),  # target 224x168
+    ],
+)
+def test_jpeg_is_decoded_at_the_smallest_scale_that_is_nearly_big_enough(size, spec, scale):
+    width, height = size
+    rng = np.random.default_rng(0)
+    ok, data = cv2.imencode(".jpg", rng.integers(0, 256, (height, width, 3), np.uint8))
+    assert ok
+    image = FrameDecoder(10**8, 10**9).to_bgr(Frame("s", 0, data.tobytes()), spec)
+    assert image.shape[:2] == (-(-height // scale), -(-width // scale))

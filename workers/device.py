@@ -20,6 +20,7 @@ import numpy as np
 from framewire.log import get_logger
 from workers.batcher import DynamicBatcher
 from workers.engine import InferenceEngine, PendingBatch
+from workers.threads import name_os_thread
 from workers.work import WorkItem
 
 log = get_logger(__name__)
@@ -87,6 +88,7 @@ class DeviceStage(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
+        name_os_thread()
         try:
             self._swap_engine(None, initial=True)
         finally:

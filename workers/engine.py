@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from workers.models.loader import LoadedModel
+from workers.models.optimize import for_inference
 from workers.models.spec import ModelCard, prepare
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -110,7 +111,7 @@ class InferenceEngine:
         spec = model.card.input
         self._shape = (spec.height, spec.width, 3)
 
-        module = model.module.to(self.device).eval()
+        module = for_inference(model.module).to(self.device)
         if self.is_cuda:
             module = module.to(memory_format=torch.channels_last)
         self.module = module

@@ -31,6 +31,7 @@ from workers.models.loader import load_model, resolve_model
 from workers.offsets import OffsetTracker, Partition
 from workers.poller import FramePoller
 from workers.sinks import KafkaSink, RedisSink
+from workers.threads import name_os_thread
 from workers.work import WorkItem
 from workers.writer import ResultWriter
 
@@ -71,7 +72,8 @@ class StreamingPipeline:
             self.redis, settings.result_ttl_s, settings.stream_maxlen, settings.reply_ttl_s
         )
         self.decode_pool = ThreadPoolExecutor(
-            settings.decode_threads, thread_name_prefix="framewire-decode"
+            settings.decode_threads, thread_name_prefix="framewire-decode",
+            initializer=name_os_thread,
         )
         self.device_stage = DeviceStage(
             DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms),

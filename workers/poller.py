@@ -21,6 +21,7 @@ from framewire.log import get_logger
 from framewire.settings import Settings
 from workers import metrics
 from workers.offsets import OffsetTracker, Partition
+from workers.threads import name_os_thread
 from workers.work import WorkItem
 
 log = get_logger(__name__)
@@ -61,6 +62,7 @@ class FramePoller(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
+        name_os_thread()
         consumer = self._consumer = self._connect()
         try:
             while not self._stop_event.is_set():

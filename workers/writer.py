@@ -21,6 +21,7 @@ from schemas.frame import now_ms
 from workers import metrics
 from workers.device import FinishedBatch, Rejected
 from workers.sinks import GaveUp, KafkaSink, RedisResult, RedisSink, with_retries
+from workers.threads import name_os_thread
 from workers.work import WorkItem
 
 log = get_logger(__name__)
@@ -54,6 +55,7 @@ class ResultWriter(threading.Thread):
             self.abort.set()
 
     def run(self) -> None:
+        name_os_thread()
         while not (self._stop_event.is_set() and self.finished.empty()):
             try:
                 job = self.finished.get(timeout=0.1)

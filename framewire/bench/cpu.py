@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 from pathlib import Path
 
 
 def process_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of pid so far; None where /proc is not there."""
+    return _stat_cpu_s(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds so far of pid's threads, summed by kernel thread name with a trailing
+    pool index dropped (fw-decode_0 and fw-decode_1 count as fw-decode). The worker names
+    its threads (workers/threads.py); library threads keep what they have, often "python"."""
+    by_name: Counter[str] = Counter()
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended
+        cpu = _stat_cpu_s(task / "stat")
+        if cpu is not None:
+            by_name[re.sub(r"_\d+$", "", name)] += cpu
+    return dict(by_name)
+
+
+def _stat_cpu_s(stat: Path) -> float | None:
+    try:
+        fields = stat.read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
         return None
     ticks = os.sysconf("SC_CLK_TCK")
@@ -34,14 +60,19 @@ class CpuMeter:
         self.pid = pid
         self._proc0: float | None = None
         self._machine0: tuple[float, float] | None = None
+        self._threads0: dict[str, float] = {}
         self.process_s: float | None = None
+        self.threads_s: dict[str, float] = {}  # by thread name, as thread_cpu_s
         self.machine_busy: float | None = None  # fraction of all cores busy
 
     def start(self) -> None:
         self._proc0, self._machine0 = process_cpu_s(self.pid), machine_cpu_s()
+        self._threads0 = thread_cpu_s(self.pid)
 
     def stop(self) -> None:
         proc, machine = process_cpu_s(self.pid), machine_cpu_s()
+        self.threads_s = {name: cpu - self._threads0.get(name, 0.0)
+                          for name, cpu in thread_cpu_s(self.pid).items()}  # fmt: skip
         if proc is not None and self._proc0 is not None:
             self.process_s = proc - self._proc0
         if machine is not None and self._machine0 is not None:

@@ -46,6 +46,7 @@ class Saturation:
     mean_batch: float
     stage_ms: dict[str, float]  # mean per-frame latency parts reported by the worker
     worker_cpu_ms_per_frame: float | None
+    worker_thread_ms_per_frame: dict[str, float]  # CPU by worker thread name
     machine_busy: float | None
 
 
@@ -112,6 +113,11 @@ def measure_saturation(
         mean_batch=mean_batch(arrivals),
         stage_ms=stage_ms,
         worker_cpu_ms_per_frame=round(cpu * 1000 / counted, 3) if cpu and counted else None,
+        worker_thread_ms_per_frame={
+            name: round(s * 1000 / counted, 3)
+            for name, s in sorted(meter.threads_s.items(), key=lambda kv: -kv[1])
+            if s > 0 and counted
+        },
         machine_busy=round(meter.machine_busy, 3) if meter.machine_busy is not None else None,
     )
 

@@ -77,6 +77,10 @@ def format_table(s: dict[str, Any]) -> str:
             f"  worker CPU per frame {costs['worker_cpu_ms_per_frame']:.2f} ms"
             + (f"; machine {busy:.0%} busy while saturated" if busy is not None else "")
         )
+    threads = costs.get("worker_thread_cpu_ms_per_frame")
+    if threads:
+        lines.append("  worker CPU per frame by thread (ms): "
+                     + ", ".join(f"{name} {ms:.2f}" for name, ms in threads.items()))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -166,6 +166,7 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
         "worker_log": str(worker.log_path),
         "stage_costs_pipeline": {
             "worker_cpu_ms_per_frame": sat.worker_cpu_ms_per_frame,
+            "worker_thread_cpu_ms_per_frame": sat.worker_thread_ms_per_frame,
             "machine_busy": sat.machine_busy,
         },
     }

@@ -1,0 +1,65 @@
+"""Inference-time rewrites: BatchNorm folded into convolutions, outputs unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from workers.models.architectures import ARCHITECTURES
+from workers.models.optimize import for_inference
+
+
+def _with_statistics(module: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, so folding really changes
+    the convolution weights."""
+    torch.manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return module.eval()
+
+
+def _batch_norms(module: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in module.modules())
+
+
+@pytest.mark.parametrize("architecture", ["small-cnn", "resnet18"])
+def test_batch_norm_is_folded_and_outputs_are_unchanged(architecture: str) -> None:
+    module = _with_statistics(ARCHITECTURES[architecture](6))
+    x = torch.rand(3, 3, 64, 64)
+    with torch.inference_mode():
+        expected = module(x)
+        folded = for_inference(module)
+        got = folded(x)
+    assert _batch_norms(module) > 0
+    assert _batch_norms(folded) == 0
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert _batch_norms(module) > 0, "the loaded module must be left as it was"
+
+
+class _Untraceable(nn.Module):
+    """Control flow on a tensor's value: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.bn(self.conv(x))
+        return self.conv(x)
+
+
+def test_a_model_that_cannot_be_traced_is_served_as_it_is() -> None:
+    module = _Untraceable().eval()
+    assert for_inference(module) is module
+
+
+def test_a_model_without_batch_norm_is_served_as_it_is() -> None:
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    assert for_inference(module) is module

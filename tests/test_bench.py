@@ -7,13 +7,16 @@ each phase ran and produced sane numbers, not how fast anything was.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from framewire.bench import REQUIRED_FIELDS, BenchOptionError, parse_frame_size
+from framewire.bench import profile as profile_module
 from framewire.bench.frames import FramePool
+from framewire.bench.profile import record_command
 from framewire.bench.report import LOAD_FIELDS
 from framewire.cli import cli
 from framewire.settings import Settings
@@ -35,10 +38,11 @@ def _invoke(settings: Settings, *args: str):
 
 
 @pytest.mark.timeout(150)
-def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings) -> None:
+def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings, tmp_path) -> None:
+    profile = tmp_path / "worker.txt"
     result = _invoke(
         settings, "--device", "cpu", "--frames", "60", "--load-seconds", "1",
-        "--naive-seconds", "3", "--json",
+        "--naive-seconds", "3", "--json", "--profile", str(profile),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
@@ -58,6 +62,8 @@ def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings) -> No
         assert point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
         assert 1 <= point["mean_batch"] <= summary["max_batch"]
     assert "ratio to ceiling" in result.output  # the table precedes the JSON line
+    # py-spy sampled the saturated worker: stacks of its named threads.
+    assert "thread (" in profile.read_text() and "framewire-" in profile.read_text()
 
 
 @pytest.mark.parametrize(
@@ -89,3 +95,18 @@ def test_scaled_jpeg_decode_matches_full_decode(spec: InputSpec) -> None:
         scaled = prepare(decoder.to_bgr(frame, spec), spec).astype(np.int16)
         assert scaled.shape == full.shape
         assert np.abs(full - scaled).mean() < 2.0
+
+
+def test_profile_format_follows_the_extension() -> None:
+    def fmt(name: str) -> str:
+        command = record_command("py-spy", 1, Path(name))
+        return command[command.index("--format") + 1]
+
+    assert (fmt("w.svg"), fmt("w.JSON"), fmt("w.txt")) == ("flamegraph", "speedscope", "raw")
+
+
+def test_profile_without_py_spy_is_a_one_line_error(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(profile_module.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr(profile_module.shutil, "which", lambda name: None)
+    with pytest.raises(BenchOptionError, match="--profile needs py-spy"):
+        profile_module.WorkerProfiler(tmp_path / "w.svg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_LOADS = (0.1, 0.5, 0.8)  # offered load, as fractions of the measured saturation
 
@@ -25,6 +26,7 @@ class BenchOptions:
     naive_seconds: float = 10.0  # the naive baseline stops after this long (it is slow)
     streams: int = 8  # synthetic cameras the frames are spread over (keys -> partitions)
     batch_curve: bool = False  # model-only throughput at 1, 2, 4, ... max_batch (for --plot)
+    profile: Path | None = None  # py-spy output for the worker during saturation
 
     def __post_init__(self) -> None:
         if self.frames < 10:

@@ -27,6 +27,7 @@ import numpy as np
 
 from framewire.bench.cpu import CpuMeter
 from framewire.bench.frames import FramePool
+from framewire.bench.profile import WorkerProfiler
 from framewire.bench.sink import Arrival, SinkReader
 from framewire.settings import Settings
 from producers.publisher import Publisher
@@ -88,12 +89,25 @@ def publish_all(settings: Settings, pool: FramePool, n: int, streams: list[str])
 
 
 def measure_saturation(
-    reader: SinkReader, expected: set[str], worker_pid: int, check: Callable[[], None]
+    reader: SinkReader,
+    expected: set[str],
+    worker_pid: int,
+    check: Callable[[], None],
+    profiler: WorkerProfiler | None = None,
 ) -> Saturation:
-    """Drain pre-published frames; rate from the first result in Redis to the last."""
+    """Drain pre-published frames; rate from the first result in Redis to the last.
+    A profiler samples the worker over the same window."""
     meter = CpuMeter(worker_pid)
-    found = reader.collect(expected, STARTUP_TIMEOUT_S, check, on_first=meter.start)
+
+    def on_first() -> None:
+        meter.start()
+        if profiler is not None:
+            profiler.start(worker_pid)
+
+    found = reader.collect(expected, STARTUP_TIMEOUT_S, check, on_first=on_first)
     meter.stop()
+    if profiler is not None:
+        profiler.stop()
     _require_all(found, expected, "saturation")
     arrivals = list(found.values())
     first = min(a.in_redis_ms for a in arrivals)

@@ -26,6 +26,7 @@ from framewire.bench.model import model_directory
 from framewire.bench.naive import run_naive
 from framewire.bench.options import BenchOptions
 from framewire.bench.pipeline_load import measure_load, measure_saturation, publish_all
+from framewire.bench.profile import WorkerProfiler
 from framewire.bench.report import ratios
 from framewire.bench.sink import SinkReader
 from framewire.kafka import create_topics
@@ -43,6 +44,7 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
     """Run every phase; returns the summary (the --json object)."""
     device = resolve_device(None if options.device == "auto" else options.device)
     max_batch = options.max_batch or settings.max_batch
+    profiler = WorkerProfiler(options.profile) if options.profile else None  # py-spy there?
     run_id = uuid.uuid4().hex[:8]
     workdir = settings.state_dir / "bench"
     with ExitStack() as cleanup:
@@ -84,7 +86,7 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
             torch.cuda.empty_cache()
 
         summary.update(_pipeline(base, pool, options, max_batch, device, model_dir, workdir,
-                                 run_id, cleanup, echo))  # fmt: skip
+                                 run_id, cleanup, echo, profiler))  # fmt: skip
         summary["stage_costs"].update(summary.pop("stage_costs_pipeline"))
         summary.update(ratios(summary["model_only_fps"], summary["decode_fps"],
                               summary["pipeline_fps"], summary["naive_fps"]))  # fmt: skip
@@ -125,7 +127,7 @@ def _ceilings(engine: InferenceEngine, pool: FramePool, settings: Settings,
 
 def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_batch: int,
               device: str, model_dir: Path, workdir: Path, run_id: str, cleanup: ExitStack,
-              echo: Echo) -> dict[str, Any]:  # fmt: skip
+              echo: Echo, profiler: WorkerProfiler | None) -> dict[str, Any]:  # fmt: skip
     settings = settings.replace(
         model=str(model_dir),
         max_batch=max_batch,
@@ -145,8 +147,11 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
         if worker.process.poll() is not None:
             raise WorkerExited(f"worker exited ({worker.process.returncode}):\n{worker.tail()}")
 
-    sat = measure_saturation(SinkReader(client, streams), expected, worker.process.pid, check)
+    sat = measure_saturation(SinkReader(client, streams), expected, worker.process.pid, check,
+                             profiler)  # fmt: skip
     echo(f"pipeline: {sat.fps:,.0f} frames/s saturated, mean batch {sat.mean_batch:.1f}")
+    if profiler is not None:
+        echo(f"pipeline: worker profile (py-spy, saturated) in {profiler.out}")
     points = []
     for load in options.loads:
         rate = load * sat.fps

@@ -38,6 +38,9 @@ from framewire.settings import Settings
 @click.option("--json", "as_json", is_flag=True, help="end with one JSON summary line")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
               help="draw latency vs load and throughput vs batch size to this PNG")  # fmt: skip
+@click.option("--profile", type=click.Path(dir_okay=False, path_type=Path),
+              help="py-spy the worker while saturated: .svg flame graph, .json speedscope, "
+                   "else raw collapsed stacks (needs the bench extra)")  # fmt: skip
 @click.option("--gateway", is_flag=True,
               help="benchmark the HTTP gateway against a naive Flask endpoint instead")  # fmt: skip
 @click.option("--concurrency", default="1,8,32", show_default=True,
@@ -45,7 +48,8 @@ from framewire.settings import Settings
 @click.pass_obj
 def bench(settings: Settings, device: str, model: str, input_size: int, frame_size: str,
           frames: int, max_batch: int | None, load_seconds: float, naive_seconds: float,
-          as_json: bool, plot: Path | None, gateway: bool, concurrency: str) -> None:  # fmt: skip
+          as_json: bool, plot: Path | None, profile: Path | None, gateway: bool,
+          concurrency: str) -> None:  # fmt: skip
     """Measure model-only and decode ceilings, pipeline saturation, latency at 10/50/80%
     load and the naive one-frame-at-a-time baseline, on one device and model."""
     if gateway:
@@ -68,7 +72,7 @@ def bench(settings: Settings, device: str, model: str, input_size: int, frame_si
             device=device, model=model, input_size=input_size, frame_width=width,
             frame_height=height, frames=frames, max_batch=max_batch,
             load_seconds=load_seconds, naive_seconds=naive_seconds,
-            batch_curve=plot is not None,
+            batch_curve=plot is not None, profile=profile,
         )  # fmt: skip
         summary = run_bench(settings, options, click.echo)
     except (BenchOptionError, ValueError) as exc:

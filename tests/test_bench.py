@@ -61,6 +61,9 @@ def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings, tmp_p
         assert point["results"] == point["sent"]
         assert point["p50_ms"] <= point["p95_ms"] <= point["p99_ms"]
         assert 1 <= point["mean_batch"] <= summary["max_batch"]
+        parts = point["parts_p50_ms"]
+        assert set(parts) == {"queue", "decode", "batch_wait", "inference", "write"}
+        assert parts["inference"] > 0, parts  # (write can round below 0: two clocks, ms)
     assert "ratio to ceiling" in result.output  # the table precedes the JSON line
     # py-spy sampled the saturated worker: stacks of its named threads.
     assert "thread (" in profile.read_text() and "framewire-" in profile.read_text()

@@ -36,6 +36,7 @@ from schemas import now_ms
 # A worker that has produced nothing for this long is stuck; start-up (Celery, torch, the
 # model, a consumer-group join of ~5 s against Tansu) fits well inside it.
 STARTUP_TIMEOUT_S = 120.0
+_WORKER_PARTS = ("queue", "decode", "batch_wait", "inference")  # result/1 latency_ms
 _STALL_TIMEOUT_S = 30.0
 
 
@@ -62,6 +63,7 @@ class LoadPoint:
     p95_ms: float
     p99_ms: float
     mean_batch: float
+    parts_p50_ms: dict[str, float]  # median of each latency part, where the time goes
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +77,7 @@ class LoadPoint:
             "p95_ms": self.p95_ms,
             "p99_ms": self.p99_ms,
             "mean_batch": self.mean_batch,
+            "parts_p50_ms": self.parts_p50_ms,
         }
 
 
@@ -115,9 +118,9 @@ def measure_saturation(
     # Results of the first millisecond open the window: count what arrived after them.
     counted = sum(a.in_redis_ms > first for a in arrivals)
     fps = counted / ((last - first) / 1000) if last > first else 0.0
-    parts = ("queue", "decode", "batch_wait", "inference")
     stage_ms = {
-        p: round(float(np.mean([a.result["latency_ms"][p] for a in arrivals])), 2) for p in parts
+        p: round(float(np.mean([a.result["latency_ms"][p] for a in arrivals])), 2)
+        for p in _WORKER_PARTS
     }
     cpu = meter.process_s
     return Saturation(
@@ -168,8 +171,22 @@ def measure_load(
         p95_ms=_pct(latencies, 95),
         p99_ms=_pct(latencies, 99),
         mean_batch=mean_batch(arrivals),
+        parts_p50_ms=latency_parts_p50(arrivals),
         latencies_ms=latencies,
     )
+
+
+def latency_parts_p50(arrivals: list[Arrival]) -> dict[str, float]:
+    """Medians of the worker's result/1 latency parts, plus `write`: from the end of
+    inference to the result in Redis. `queue` is capture to decode start: producer, broker,
+    fetch and the wait for a decode thread."""
+    parts: dict[str, list[float]] = {p: [] for p in (*_WORKER_PARTS, "write")}
+    for a in arrivals:
+        latency = a.result["latency_ms"]
+        for p in _WORKER_PARTS:
+            parts[p].append(latency[p])
+        parts["write"].append(a.latency_ms - latency["total"])
+    return {p: _pct(values, 50) for p, values in parts.items()}
 
 
 def mean_batch(arrivals: list[Arrival]) -> float:

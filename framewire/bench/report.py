@@ -64,6 +64,11 @@ def format_table(s: dict[str, Any]) -> str:
             f"  {point['load']:>13.0%}  {point['offered_fps']:>9,.0f} {point['p50_ms']:>8.1f} "
             f"{point['p95_ms']:>8.1f} {point['p99_ms']:>8.1f} {point['mean_batch']:>11.2f}"
         )
+    lines += ["", "  where the time goes, medians per load (ms; queue: capture to decode start):"]
+    for point in s["loads"]:
+        parts = point.get("parts_p50_ms") or {}
+        lines.append(f"  {point['load']:>13.0%}  "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
     stage = s["pipeline_stage_ms"]
     lines += [
         "",

@@ -113,3 +113,8 @@ def test_profile_without_py_spy_is_a_one_line_error(monkeypatch, tmp_path) -> No
     monkeypatch.setattr(profile_module.shutil, "which", lambda name: None)
     with pytest.raises(BenchOptionError, match="--profile needs py-spy"):
         profile_module.WorkerProfiler(tmp_path / "w.svg")
+
+
+def test_a_profiler_that_never_started_says_so_instead_of_raising(tmp_path) -> None:
+    # stop() runs in a finally: it must not hide the saturation phase's own error.
+    assert "never started" in profile_module.WorkerProfiler(tmp_path / "w.txt").stop()

@@ -107,10 +107,12 @@ def measure_saturation(
         if profiler is not None:
             profiler.start(worker_pid)
 
-    found = reader.collect(expected, STARTUP_TIMEOUT_S, check, on_first=on_first)
-    meter.stop()
-    if profiler is not None:
-        profiler.stop()
+    try:
+        found = reader.collect(expected, STARTUP_TIMEOUT_S, check, on_first=on_first)
+    finally:
+        meter.stop()
+        if profiler is not None:
+            profiler.stop()
     _require_all(found, expected, "saturation")
     arrivals = list(found.values())
     first = min(a.in_redis_ms for a in arrivals)

@@ -45,6 +45,7 @@ class WorkerProfiler:
         self.out = out
         self._binary = py_spy_binary()  # fail before any phase runs, not after
         self._process: subprocess.Popen[bytes] | None = None
+        self.outcome = "the profiler was never started (no saturated result)"
 
     def start(self, pid: int) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,18 +54,22 @@ class WorkerProfiler:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
 
-    def stop(self) -> Path:
-        """Stop sampling; py-spy writes the file when interrupted. Returns its path."""
-        process = self._process
+    def stop(self) -> str:
+        """Stop sampling (py-spy writes the file when interrupted); returns a line saying
+        where the profile is or why there is none. Never raises: a failed profile must not
+        hide the run's own figures or error."""
+        process, self._process = self._process, None
         if process is None:
-            raise RuntimeError("the profiler was never started")
+            return self.outcome
         process.send_signal(signal.SIGINT)
         try:
             _, stderr = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             _, stderr = process.communicate()
-        if not self.out.exists():
+        if self.out.exists():
+            self.outcome = f"worker profile (py-spy, saturated) in {self.out}"
+        else:
             detail = stderr.decode(errors="replace").strip().splitlines()
-            raise RuntimeError(f"py-spy wrote no profile: {detail[-1] if detail else 'no output'}")
-        return self.out
+            self.outcome = f"py-spy wrote no profile: {detail[-1] if detail else 'no output'}"
+        return self.outcome

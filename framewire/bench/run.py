@@ -151,7 +151,7 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
                              profiler)  # fmt: skip
     echo(f"pipeline: {sat.fps:,.0f} frames/s saturated, mean batch {sat.mean_batch:.1f}")
     if profiler is not None:
-        echo(f"pipeline: worker profile (py-spy, saturated) in {profiler.out}")
+        echo(f"pipeline: {profiler.outcome}")
     points = []
     for load in options.loads:
         rate = load * sat.fps

@@ -66,6 +66,7 @@ def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings, tmp_p
         assert parts["inference"] > 0, parts  # (write can round below 0: two clocks, ms)
     assert "ratio to ceiling" in result.output  # the table precedes the JSON line
     # py-spy sampled the saturated worker: stacks of its named threads.
+    assert profile.exists(), result.output
     assert "thread (" in profile.read_text() and "framewire-" in profile.read_text()
 
 

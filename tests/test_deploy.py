@@ -60,3 +60,20 @@ def test_procfile_commands_exist():
     for line in (ROOT / "Procfile").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             check_command(shlex.split(line.split(":", 1)[1]))
+
+
+def test_scripts_parse_and_use_real_bench_flags():
+    import re
+    import subprocess
+
+    from framewire.cli.bench import bench
+
+    known = {opt for param in bench.params for opt in param.opts}
+    for script in sorted((ROOT / "scripts").glob("*.sh")):
+        subprocess.run(["bash", "-n", str(script)], check=True)
+        text = script.read_text()
+        marker = "python3 -m framewire bench"
+        if marker in text:
+            call = text.split(marker, 1)[1].split("2>&1", 1)[0]
+            used = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", call))
+            assert used <= known, (script.name, used - known)

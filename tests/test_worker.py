@@ -166,7 +166,9 @@ def test_redis_down_for_a_few_seconds_loses_nothing(topics, tmp_path):
 
 
 def test_two_workers_share_the_partitions(worker_settings, tmp_path):
-    frames = synthetic_frames(400, streams=4)
+    # Frames are keyed by stream id, random per run: with 4 streams every key lands in one
+    # worker's half of the partitions 1 run in 8; with 16, 1 in 32,768.
+    frames = synthetic_frames(400, streams=16)
     workers = [WorkerProcess(worker_settings, tmp_path) for _ in range(2)]
     try:
         for worker in workers:

@@ -3,8 +3,8 @@
 A model trained with BatchNorm keeps it as a separate op after every convolution. At
 inference the normalisation is a fixed per-channel affine map, so it can be folded into
 the convolution's weights and bias: the same outputs to float rounding, one op and one
-pass over the activations less per block. On the demo model this is 1.3-1.4x the model's
-CPU throughput (one thread, batch 16-32; `framewire bench` shows the model-only figure);
+pass over the activations less per block. On the demo model this is 1.1-1.4x the model's
+CPU throughput (one thread, batch 1 to 32; `framewire bench` shows the model-only figure);
 on CUDA it saves a kernel launch per block.
 """
 

@@ -131,6 +131,10 @@ class Settings:
     decode_threads: int = setting(
         min(8, os.cpu_count() or 1), _positive_int, "threads decoding and resizing frames"
     )
+    cpu_threads: int = setting(
+        0, _int, "the model's intra-op threads on a CPU device; 0: cores left by the decode "
+        "threads (at least 1)"
+    )
     max_in_flight: int = setting(
         0, _int, "frames polled but not finished before partitions pause; 0: 8 x max_batch"
     )
@@ -192,10 +196,6 @@ class Settings:
         default="",
         metadata={"parse": str, "help": "comma-separated gateway API keys; empty: no auth"},
         repr=False,  # secrets stay out of logs and tracebacks
-    )
-    cpu_threads: int = setting(
-        0, _int, "the model's intra-op threads on a CPU device; 0: cores left by the decode "
-        "threads (at least 1)"
     )
     # Names that came from the environment or a CLI flag rather than a default.
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

@@ -13,7 +13,11 @@ import pytest
 from framewire.bench.cpu import thread_cpu_s
 from workers.threads import name_os_thread
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="thread names (prctl) and per-thread CPU (/proc) exist on Linux only; elsewhere "
+    "name_os_thread does nothing and the bench reports no per-thread figures",
+)
 
 
 def _run_named(name: str, body) -> None:

@@ -13,6 +13,7 @@ import redis
 
 from framewire.rediskeys import result_key
 from framewire.settings import Settings
+from producers.pacing import Pacer
 from producers.publisher import Publisher
 from producers.synthetic import SyntheticSource
 from schemas import Frame
@@ -65,9 +66,9 @@ class PacedPublisher(threading.Thread):
 
     def run(self) -> None:
         with Publisher(self.settings) as publisher:
-            started = time.monotonic()
-            for i, frame in enumerate(self.frames):
-                time.sleep(max(0.0, started + i / self.fps - time.monotonic()))
+            pacer = Pacer(self.fps)
+            for frame in self.frames:
+                pacer.wait()
                 publisher.send(frame)
             publisher.flush()
             self.sent = publisher.stats.sent

@@ -18,7 +18,6 @@ with the capture time stamped as each is sent, and latency is capture to result 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +29,7 @@ from framewire.bench.frames import FramePool
 from framewire.bench.profile import WorkerProfiler
 from framewire.bench.sink import Arrival, SinkReader
 from framewire.settings import Settings
+from producers.pacing import Pacer
 from producers.publisher import Publisher
 from schemas import now_ms
 
@@ -229,9 +229,9 @@ class _PacedSender(threading.Thread):
     def run(self) -> None:
         try:
             with Publisher(self.settings, linger_ms=0) as publisher:
-                started = time.monotonic()
-                for i, frame in enumerate(self.frames):
-                    time.sleep(max(0.0, started + i / self.rate - time.monotonic()))
+                pacer = Pacer(self.rate)  # catches up after a stall: the count is offered
+                for frame in self.frames:
+                    pacer.wait()
                     publisher.send(replace(frame, captured_at_ms=now_ms()))
         except BaseException as exc:  # reported by the caller
             self.error = exc

@@ -54,6 +54,19 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+# A stock Apache Kafka broker refuses records above message.max.bytes (1,048,588 bytes by
+# default, headers and framing included): a DLQ value of at most 1,000,000 bytes leaves room
+# for the key and headers, which the DLQ writer clips too (schemas/dlq.py).
+DLQ_VALUE_CEILING = 1_000_000
+
+
+def _dlq_value_bytes(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= DLQ_VALUE_CEILING:
+        raise ValueError(f"must be between 0 and {DLQ_VALUE_CEILING} (what a stock Kafka accepts)")
+    return value
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -152,6 +165,23 @@ class Settings:
     metrics_port: int = setting(0, _int, "Prometheus /metrics port of the worker; 0: off")
     drain_timeout_s: float = setting(
         20.0, _non_negative_float, "how long shutdown or a revocation waits for in-flight frames"
+    )
+    # Reliability (docs/ARCHITECTURE.md, "Failure modes").
+    dlq_max_value_bytes: int = setting(
+        1_000_000, _dlq_value_bytes, "largest original value copied into a DLQ record; a larger "
+        "one keeps a prefix and the original's coordinates, size and SHA-256"
+    )
+    max_deliveries: int = setting(
+        3, _positive_int, "deliveries of a frame that never finished before it goes to the DLQ "
+        "as poison, undecoded"
+    )
+    inference_deadline_s: float = setting(
+        60.0, _non_negative_float, "longest a batch may run on the device before the worker "
+        "exits for a restart (a hung model); 0: no deadline"
+    )
+    stall_after_s: float = setting(
+        15.0, _non_negative_float, "seconds with lag and no record received before the worker "
+        "reports a stall (event, metric, /readyz); 0: never"
     )
     # The producers (the publisher's figures are measured: see producers/publisher.py).
     producer_acks: str = setting(

@@ -21,3 +21,8 @@ def stream_key(stream_id: str) -> str:
 def reply_key(request_id: str) -> str:
     """A list the gateway waits on with BLPOP."""
     return f"fw:reply:{request_id}"
+
+
+def deliveries_key(group: str, topic: str, partition: int) -> str:
+    """A hash of delivery counts by offset for one partition as one consumer group reads it."""
+    return f"fw:deliveries:{group}:{topic}:{partition}"

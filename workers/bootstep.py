@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from workers.metrics import serve_metrics
+from workers.health import serve_health
 
 
 class StreamStep(bootsteps.StartStopStep):
@@ -22,14 +22,16 @@ class StreamStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.pipeline = None
+        self.health = None
 
     def start(self, worker: Any) -> None:
         # Imported here: torch and the model load only in the process that runs them.
         from workers.pipeline import StreamingPipeline
 
         settings = worker.app.framewire_settings
-        serve_metrics(settings.metrics_port)
         self.pipeline = StreamingPipeline(settings, worker=worker.hostname)
+        # Up while the model loads, so /readyz can say that it does.
+        self.health = serve_health(settings.metrics_port, self.pipeline.not_ready_reasons)
         self.pipeline.start()
         worker.app.framewire_pipeline = self.pipeline
 
@@ -37,6 +39,9 @@ class StreamStep(bootsteps.StartStopStep):
         if self.pipeline is not None:
             self.pipeline.stop()
             self.pipeline = None
+        if self.health is not None:
+            self.health.shutdown()
+            self.health = None
 
     shutdown = stop
 

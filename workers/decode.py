@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from schemas import Frame, SchemaError
+from workers import faults
 from workers.imageinfo import ImageInfoError, check_complete, image_size
 from workers.models.spec import InputSpec, prepare
 from workers.work import WorkItem
@@ -49,6 +50,7 @@ class FrameDecoder:
             item.frame = Frame.from_record(
                 record.key, record.value, record.headers, max_bytes=self.max_bytes
             )
+            faults.crash_in_decode(item.frame.frame_id)
             item.image = prepare(self.to_bgr(item.frame, spec), spec)
             item.input_spec = spec
         except SchemaError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -18,6 +19,7 @@ from functools import partial
 import numpy as np
 
 from framewire.log import get_logger
+from workers import faults
 from workers.batcher import DynamicBatcher
 from workers.engine import InferenceEngine, PendingBatch
 from workers.threads import name_os_thread
@@ -78,6 +80,16 @@ class DeviceStage(threading.Thread):
         self._reload_lock = threading.Lock()
         self._reload_to: str | None = None
         self._reload_requested = False
+        self._running: deque[_Launched] = deque()  # launched, not yet collected; oldest first
+
+    def running_since(self) -> tuple[float, list[WorkItem]] | None:
+        """When the oldest batch on the device was launched, and its frames (read by the
+        inference deadline watch from another thread)."""
+        try:
+            oldest = self._running[0]
+        except IndexError:
+            return None
+        return oldest.launched_at, oldest.items
 
     def request_reload(self, model: str | None) -> None:
         """Swap to another model between batches (None: the default model)."""
@@ -119,14 +131,29 @@ class DeviceStage(threading.Thread):
         good = [item for item in batch if item.ok]
         if rejected:
             self.finished.put(Rejected(rejected))
-        if not good:
-            return None
+        suspects = [item for item in good if item.delivery.suspect]
+        if suspects and len(good) > 1:
+            # Frames of a batch that ran past the inference deadline run alone, so that a
+            # frame that hangs the model hangs only itself, and is named by its deliveries.
+            for item in suspects:
+                alone = self._submit([item], engine)
+                if alone is not None:
+                    self._collect(alone)
+            good = [item for item in good if not item.delivery.suspect]
+        return self._submit(good, engine) if good else None
+
+    def _submit(self, items: list[WorkItem], engine: InferenceEngine) -> _Launched | None:
+        launched_at = time.time()  # before submit: on the CPU, submit is the compute
+        launched = _Launched(items, None, engine, launched_at)  # type: ignore[arg-type]
+        self._running.append(launched)
         try:
-            launched_at = time.time()  # before submit: on the CPU, submit is the compute
-            images = np.stack([item.image for item in good])
-            return _Launched(good, engine.submit(images), engine, launched_at)
+            faults.hang_in_inference([item.frame.frame_id for item in items if item.frame])
+            images = np.stack([item.image for item in items])
+            launched.pending = engine.submit(images)
+            return launched
         except Exception as exc:  # a model failure must not stop the worker
-            self._fail(good, exc)
+            self._running.remove(launched)
+            self._fail(items, exc)
             return None
 
     def _collect(self, launched: _Launched) -> None:
@@ -135,6 +162,8 @@ class DeviceStage(threading.Thread):
         except Exception as exc:
             self._fail(launched.items, exc)
             return
+        finally:
+            self._running.remove(launched)
         card = launched.engine.card
         for item in launched.items:
             item.image = None  # release the pixels before the sink stage queues them

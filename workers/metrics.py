@@ -1,8 +1,9 @@
-"""Prometheus metrics of a worker, served on --metrics-port (names listed in the README)."""
+"""Prometheus metrics of a worker, served on --metrics-port by workers/health.py (names
+listed in the README)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -33,18 +34,36 @@ CONSUMER_LAG = Gauge(
 IN_FLIGHT = Gauge("framewire_in_flight_frames", "Frames polled and not yet finished")
 PAUSED = Gauge("framewire_partitions_paused", "1 while backpressure pauses the partitions")
 SINK_RETRIES = Counter("framewire_sink_retries_total", "Sink writes retried", ["sink"])
+SINK_FAILURES = Counter(
+    "framewire_sink_failures_total",
+    "Writes that failed for good (record too large, topic refused, script error), by sink",
+    ["sink"],
+)
+EVENTS_DROPPED = Counter("framewire_events_dropped_total", "Monitoring events not sent")
+DEAD_LETTERS = Counter(
+    "framewire_dead_letters_total", "Frames sent to the DLQ, by stage", ["stage"]
+)
+POISON_FRAMES = Counter(
+    "framewire_poison_frames_total", "Frames dead-lettered after too many deliveries"
+)
+DELIVERY_COUNT_FAILURES = Counter(
+    "framewire_delivery_count_failures_total",
+    "Polls whose deliveries could not be counted in Redis (poison detection off meanwhile)",
+)
+INFERENCE_DEADLINES = Counter(
+    "framewire_inference_deadline_exceeded_total", "Batches that ran past the deadline"
+)
+STALLED = Gauge(
+    "framewire_consumer_stalled", "1 while the worker has lag and receives nothing"
+)
+FETCH_WAIT = Gauge("framewire_fetch_max_wait_ms", "The poll thread's current fetch wait")
 MODEL_INFO = Info("framewire_model", "The model being served")
 DEVICE_MEMORY = Gauge("framewire_device_memory_bytes", "Device memory allocated by the model")
 
 METRIC_NAMES = sorted(
     m._name
     for m in (FRAMES, BATCH_SIZE, QUEUE_WAIT, DECODE_TIME, BATCH_WAIT, INFERENCE_TIME,
-              END_TO_END, CONSUMER_LAG, IN_FLIGHT, PAUSED, SINK_RETRIES, MODEL_INFO,
-              DEVICE_MEMORY)
+              END_TO_END, CONSUMER_LAG, IN_FLIGHT, PAUSED, SINK_RETRIES, SINK_FAILURES,
+              EVENTS_DROPPED, DEAD_LETTERS, POISON_FRAMES, DELIVERY_COUNT_FAILURES,
+              INFERENCE_DEADLINES, STALLED, FETCH_WAIT, MODEL_INFO, DEVICE_MEMORY)
 )  # fmt: skip
-
-
-def serve_metrics(port: int) -> None:
-    """Start /metrics on port (0: do nothing). Runs in a daemon thread of its own."""
-    if port:
-        start_http_server(port)

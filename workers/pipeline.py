@@ -15,6 +15,7 @@ import queue
 import socket
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from typing import Any
 
 import redis
@@ -24,7 +25,9 @@ from framewire.settings import Settings
 from schemas import Event
 from workers import metrics
 from workers.batcher import DynamicBatcher
+from workers.deadline import EXIT_CODE, InferenceDeadline
 from workers.decode import FrameDecoder
+from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
 from workers.engine import InferenceEngine, resolve_device
 from workers.models.loader import load_model, resolve_model
@@ -85,9 +88,16 @@ class StreamingPipeline:
         self.writer = ResultWriter(
             self.finished, redis_sink, self.kafka_sink, self._done, self.worker
         )
+        self.deliveries = DeliveryCounter(settings.redis_url, settings.group_id)
         self.poller = FramePoller(
-            settings, self.tracker, self._submit, self._rebalanced, f"framewire-{self.worker}"
-        )
+            settings, self.tracker, self._submit, self._rebalanced, f"framewire-{self.worker}",
+            self.deliveries, self._stall_changed,
+        )  # fmt: skip
+        self.deadline = InferenceDeadline(
+            settings.inference_deadline_s, self.device_stage.running_since,
+            self._deadline_exceeded,
+        )  # fmt: skip
+        self.exit = os._exit  # how the deadline ends the process (tests replace it)
 
     # Lifecycle -------------------------------------------------------------------------
 
@@ -98,12 +108,15 @@ class StreamingPipeline:
             raise RuntimeError(f"model did not load: {self.device_stage.load_error}")
         self.writer.start()
         self.poller.start()
+        if self.settings.inference_deadline_s > 0:
+            self.deadline.start()
         self._event("worker", state="started")
         log.info("pipeline started", worker=self.worker, device=self.device,
                  topic=self.settings.frames_topic, group=self.settings.group_id)  # fmt: skip
 
     def stop(self) -> None:
         """Finish in-flight frames, write and commit them, leave the group, stop."""
+        self.deadline.stop()
         self.poller.stop()
         self.poller.join(self.settings.drain_timeout_s + 30)
         if self.tracker.in_flight():  # the drain timed out (a sink is down): stop retrying
@@ -119,6 +132,7 @@ class StreamingPipeline:
         self._event("worker", state="stopped")
         self.kafka_sink.close()
         self.redis.close()
+        self.deliveries.close()
         log.info("pipeline stopped", worker=self.worker, **self.writer.counts)
 
     def request_reload(self, model: str | None) -> None:
@@ -127,6 +141,16 @@ class StreamingPipeline:
     # Hand-overs between stages ---------------------------------------------------------
 
     def _submit(self, item: WorkItem) -> None:
+        deliveries = item.delivery.count
+        if deliveries > self.settings.max_deliveries:
+            # Delivered that often and never finished: it killed the workers that took it.
+            # It goes to the DLQ without being decoded or run, in its place in poll order.
+            item.fail("poison", f"poison: {deliveries - 1} deliveries")
+            metrics.POISON_FRAMES.inc()
+            done: Future[WorkItem] = Future()
+            done.set_result(item)
+            self.ready.put(done)
+            return
         engine = self.device_stage.engine
         assert engine is not None
         spec = engine.card.input
@@ -143,6 +167,32 @@ class StreamingPipeline:
             key = "assigned" if change == "assigned" else "revoked"
             other = "revoked" if key == "assigned" else "assigned"
             self._event("rebalance", **{key: [p for _, p in partitions], other: []})
+
+    def _stall_changed(self, change: str, details: dict[str, Any]) -> None:
+        metrics.STALLED.set(int(change == "stalled"))
+        if change == "stalled":
+            log.error("consumer stalled: lag and nothing received", **details)
+            reason = (
+                f"stalled: lag {details['lag']}, nothing received for {details['silent_s']} s "
+                f"at fetch wait {details['fetch_max_wait_ms']} ms"
+            )
+            self._event("error", stage="poll", reason=reason, **details)
+        else:
+            log.info("consumer recovered: records flow again", **details)
+
+    def _deadline_exceeded(self, items: list[WorkItem], elapsed_s: float) -> None:
+        """A batch hangs: mark its frames, say so, and end the process (workers/deadline.py)."""
+        metrics.INFERENCE_DEADLINES.inc()
+        limit = self.settings.inference_deadline_s
+        log.error("inference deadline exceeded; exiting for a fresh process", frames=len(items),
+                  elapsed_s=round(elapsed_s, 1), deadline_s=limit)  # fmt: skip
+        with suppress(Exception):  # exit whatever fails: a hung worker serves nothing
+            self.deliveries.mark_suspects([(i.partition_key, i.record.offset) for i in items])
+        with suppress(Exception):
+            reason = f"deadline: a batch of {len(items)} ran {elapsed_s:.0f} s (limit {limit} s)"
+            self._event("error", stage="inference", reason=reason)
+            self.kafka_sink.producer.flush(timeout=5)
+        self.exit(EXIT_CODE)
 
     def _load_engine(self, model: str | None) -> InferenceEngine:
         path = resolve_model(model if model is not None else (self.settings.model or None))
@@ -167,6 +217,18 @@ class StreamingPipeline:
 
     # Observability ---------------------------------------------------------------------
 
+    def not_ready_reasons(self) -> list[str]:
+        """Why the worker cannot serve now; empty when it can (workers/health.py)."""
+        reasons = []
+        if self.device_stage.engine is None:
+            reasons.append("model not loaded")
+        if not self.poller.joined.is_set():
+            reasons.append("consumer has not joined its group")
+        if self.poller.stall.stalled:
+            reasons.append(f"stalled: lag {sum(self.poller.lag.values())} and nothing "
+                           f"received for {self.poller.stall.silent_for_s():.0f} s")  # fmt: skip
+        return reasons
+
     def stats(self) -> dict[str, Any]:
         """What `celery inspect stats` and Flower show under `framewire`."""
         counts = self.writer.counts
@@ -188,5 +250,7 @@ class StreamingPipeline:
             if counts["batches"]
             else 0.0,
             "lag": sum(self.poller.lag.values()),
+            "stalled": self.poller.stall.stalled,
+            "fetch_max_wait_ms": self.poller.fetch_wait.ms,
             "uptime_s": round(time.time() - self.started_at, 1),
         }

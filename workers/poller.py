@@ -1,10 +1,11 @@
 """The poll thread: the only thread that touches the Kafka consumer (kafka-python's
 consumer is not thread-safe).
 
-It polls frames and hands them to the decode pool, pauses the partitions when too many
-frames are in flight (backpressure instead of unbounded buffers), commits the offsets
-that the sink stage has finished, and on revocation or shutdown waits for in-flight
-frames, commits them, and only then gives the partitions up.
+It polls frames, counts their deliveries (workers/deliveries.py) and hands them to the
+decode pool, pauses the partitions when too many frames are in flight (backpressure
+instead of unbounded buffers), commits the offsets that the sink stage has finished, adapts
+its fetch wait and watches for a stall (workers/flow.py), and on revocation or shutdown
+waits for in-flight frames, commits them, and only then gives the partitions up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from kafka.structs import OffsetAndMetadata
 from framewire.log import get_logger
 from framewire.settings import Settings
 from workers import metrics
+from workers.deliveries import UNCOUNTED, DeliveryCounter
+from workers.flow import FETCH_WAIT_MIN_MS, FetchWait, StallWatch
 from workers.offsets import OffsetTracker, Partition
 from workers.threads import name_os_thread
 from workers.work import WorkItem
@@ -29,7 +32,8 @@ log = get_logger(__name__)
 _POLL_TIMEOUT_MS = 50
 _COMMIT_INTERVAL_S = 0.2  # commits are cheap but not free: batch them a little
 _LAG_INTERVAL_S = 2.0
-_FETCH_MAX_WAIT_MS = 10
+
+StallCallback = Callable[[str, dict], None]  # ("stalled" | "recovered", details)
 
 
 class FramePoller(threading.Thread):
@@ -40,6 +44,8 @@ class FramePoller(threading.Thread):
         submit: Callable[[WorkItem], None],
         on_rebalance: Callable[[str, list[Partition]], None],
         client_id: str,
+        deliveries: DeliveryCounter,
+        on_stall: StallCallback,
     ) -> None:
         super().__init__(name="framewire-poll", daemon=True)
         self.settings = settings
@@ -47,6 +53,10 @@ class FramePoller(threading.Thread):
         self.submit = submit
         self.on_rebalance = on_rebalance
         self.client_id = client_id
+        self.deliveries = deliveries
+        self.on_stall = on_stall
+        self.fetch_wait = FetchWait()
+        self.stall = StallWatch(settings.stall_after_s)
         self.assigned: list[Partition] = []
         self.paused = False
         self.polled = 0
@@ -69,9 +79,10 @@ class FramePoller(threading.Thread):
                 self._apply_backpressure(consumer)
                 room = self.settings.in_flight_limit - self.tracker.in_flight()
                 batches = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS, max_records=max(room, 1))
-                self._hand_over(batches)
+                received = self._hand_over(batches)
                 self._commit(consumer)
                 self._measure_lag(consumer)
+                self._watch_flow(consumer, received)
             self._drain(consumer, self.assigned)
         finally:
             # Leave the group now rather than after the session timeout, so the
@@ -93,23 +104,44 @@ class FramePoller(threading.Thread):
             # The broker answers a fetch at once when data is there; with none, it holds
             # the request this long. The 500 ms default would add up to 500 ms of latency
             # to the first frame after a quiet spell.
-            fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
+            # Adapted while running (workers/flow.py).
+            fetch_max_wait_ms=FETCH_WAIT_MIN_MS,
             # Draining a revoked partition may take up to drain_timeout_s inside poll().
             max_poll_interval_ms=int((s.drain_timeout_s + 60) * 1000),
         )
         consumer.subscribe([s.frames_topic], listener=_Rebalance(self))
         return consumer
 
-    def _hand_over(self, batches: dict) -> None:
+    def _hand_over(self, batches: dict) -> int:
+        """Count the records' deliveries, then hand them over; how many there were."""
         now = time.time()
+        counted = self.deliveries.count(
+            {(tp.topic, tp.partition): [r.offset for r in rs] for tp, rs in batches.items()}
+        )
+        received = 0
         for tp, records in batches.items():
             partition = (tp.topic, tp.partition)
             generation = self.tracker.generation(partition)
             for record in records:
                 self.tracker.add(partition, record.offset)
-                self.submit(WorkItem(record, generation, now))
-            self.polled += len(records)
+                delivery = counted.get((partition, record.offset), UNCOUNTED)
+                self.submit(WorkItem(record, generation, now, delivery=delivery))
+            received += len(records)
+        self.polled += received
         metrics.IN_FLIGHT.set(self.tracker.in_flight())
+        return received
+
+    def _watch_flow(self, consumer: KafkaConsumer, received: int) -> None:
+        lag = sum(self.lag.values())
+        wait_ms = self.fetch_wait.after_poll(received, lag, self.paused)
+        # kafka-python reads the wait from its fetcher's config for each fetch it builds;
+        # there is no public setter.
+        consumer._fetcher.config["fetch_max_wait_ms"] = wait_ms
+        metrics.FETCH_WAIT.set(wait_ms)
+        change = self.stall.after_poll(received, lag, self.paused)
+        if change:
+            self.on_stall(change, {"lag": lag, "silent_s": round(self.stall.silent_for_s(), 1),
+                                   "fetch_max_wait_ms": wait_ms})  # fmt: skip
 
     def _apply_backpressure(self, consumer: KafkaConsumer) -> None:
         """Pause at the in-flight limit, resume at half of it (hysteresis)."""
@@ -139,6 +171,7 @@ class FramePoller(threading.Thread):
             log.warning("offset commit failed", error=str(exc))
             return
         self.tracker.mark_committed(offsets)
+        self.deliveries.forget(offsets)
         self._last_commit = time.monotonic()
 
     def _drain(self, consumer: KafkaConsumer, partitions: list[Partition]) -> None:
@@ -155,19 +188,23 @@ class FramePoller(threading.Thread):
         self._commit(consumer, partitions, force=True)
 
     def _measure_lag(self, consumer: KafkaConsumer) -> None:
-        if time.monotonic() - self._last_lag < _LAG_INTERVAL_S:
+        if time.monotonic() - self._last_lag < _LAG_INTERVAL_S or not self.assigned:
             return
         self._last_lag = time.monotonic()
-        for topic, partition in self.assigned:
-            tp = TopicPartition(topic, partition)
-            # Tansu answers the base offset of the last batch as the high watermark, so
-            # against it lag reads short by up to a batch; Apache Kafka is exact.
-            end = consumer.highwater(tp)
-            if end is None:
-                continue
+        partitions = [TopicPartition(*p) for p in self.assigned]
+        try:
+            # Asked of the broker, not read from the last fetch response (highwater): when
+            # fetches come back empty, that is exactly what would be stale. Tansu answers
+            # the base offset of the last batch, so against it lag reads short by up to a
+            # batch; Apache Kafka is exact.
+            ends = consumer.end_offsets(partitions)
+        except KafkaError as exc:
+            log.warning("lag not measured", error=str(exc))
+            return
+        for tp, end in ends.items():
             lag = max(0, end - consumer.position(tp))
-            self.lag[(topic, partition)] = lag
-            metrics.CONSUMER_LAG.labels(topic, str(partition)).set(lag)
+            self.lag[(tp.topic, tp.partition)] = lag
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -183,6 +220,8 @@ class _Rebalance(ConsumerRebalanceListener):
             poller._drain(poller._consumer, partitions)
         poller.tracker.forget(partitions)
         poller.assigned = [p for p in poller.assigned if p not in partitions]
+        for p in partitions:
+            poller.lag.pop(p, None)
         poller.on_rebalance("revoked", partitions)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

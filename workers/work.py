@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from schemas import Frame
+from workers.deliveries import UNCOUNTED, Delivery
 
 
 @dataclass(eq=False)
@@ -15,13 +16,14 @@ class WorkItem:
     record: Any  # kafka.consumer.fetcher.ConsumerRecord: topic, partition, offset, ...
     generation: int  # of its partition's assignment; stale items are not committed
     polled_at: float  # time.time() when the poll thread took it
+    delivery: Delivery = UNCOUNTED  # how often it was delivered, counted before work starts
     frame: Frame | None = None
     image: np.ndarray | None = None  # resized for the model, in its channel order
     input_spec: Any = None  # the model InputSpec the image was prepared for
     decode_started: float = 0.0
     decoded_at: float = 0.0
     error: str | None = None
-    error_stage: str | None = None  # "schema", "decode" or "inference"
+    error_stage: str | None = None  # schema, decode, inference, poison or sink
 
     @property
     def partition_key(self) -> tuple[str, int]:

@@ -1,9 +1,11 @@
 """The sink stage: turn finished batches into result/1 and write them everywhere.
 
-A frame counts as finished (its offset may be committed) only once its result is in
-Redis and acknowledged by the results topic, or its record is acknowledged by the DLQ.
-Writes retry with backoff while Redis or Kafka are down; meanwhile the queues fill and
-the poll thread pauses the partitions, so nothing piles up without bound.
+A frame counts as finished (its offset may be committed) once its result is in Redis and
+acknowledged by the results topic, or its record is acknowledged by the DLQ. Failures are
+sorted (workers/sinks/errors.py): retriable ones are retried with backoff while the queues
+fill and the poll thread pauses the partitions, so nothing piles up without bound;
+a permanent one finishes its frame with what can be written (the DLQ with the reason, an
+`error` event, a metric, one log line with its coordinates) and never blocks another.
 """
 
 from __future__ import annotations
@@ -12,22 +14,25 @@ import queue
 import threading
 from collections.abc import Callable
 
-import redis
-from kafka.errors import KafkaError
-
 from framewire.log import get_logger
 from schemas import Event, Latency, ModelRef, Prediction, Result, Source
 from schemas.frame import now_ms
 from workers import metrics
-from workers.device import FinishedBatch, Rejected
-from workers.sinks import GaveUp, KafkaSink, RedisResult, RedisSink, with_retries
+from workers.device import FinishedBatch
+from workers.sinks import (
+    GaveUp,
+    KafkaSink,
+    PermanentWriteError,
+    RedisResult,
+    RedisSink,
+    with_retries,
+)
 from workers.threads import name_os_thread
 from workers.work import WorkItem
 
 log = get_logger(__name__)
 
-_REDIS_ERRORS = (redis.RedisError, OSError)
-_KAFKA_ERRORS = (KafkaError,)
+Failures = dict[int, PermanentWriteError]  # index in the batch -> why it failed for good
 
 
 class ResultWriter(threading.Thread):
@@ -65,7 +70,7 @@ class ResultWriter(threading.Thread):
                 if isinstance(job, FinishedBatch):
                     self._write_batch(job)
                 else:
-                    self._write_rejected(job)
+                    self._dead_letter(job.items)
             except GaveUp as exc:
                 log.error("stopped before writing; frames will be redelivered", error=str(exc))
                 continue
@@ -77,8 +82,8 @@ class ResultWriter(threading.Thread):
             self._result(item, preds, batch, completed)
             for item, preds in zip(batch.items, batch.predictions, strict=True)
         ]
-        self._write(results, [item.frame.reply_to for item in batch.items if item.frame])
-        self._observe(batch, results)
+        failed = self._write(batch.items, results)
+        self._observe(batch, [r for i, r in enumerate(results) if i not in failed])
         self.kafka_sink.send_event(
             Event(
                 "batch",
@@ -92,53 +97,77 @@ class ResultWriter(threading.Thread):
                 },
             )
         )
+        if failed:  # a result that can never be written: its frame goes to the DLQ
+            for i, error in failed.items():
+                metrics.SINK_FAILURES.labels(error.sink).inc()
+                batch.items[i].fail("sink", str(error))
+            self._dead_letter([batch.items[i] for i in sorted(failed)], error_results=False)
 
-    def _write_rejected(self, rejected: Rejected) -> None:
-        futures = [self.kafka_sink.send_dead_letter(item) for item in rejected.items]
-        with_retries(
-            lambda: self.kafka_sink.wait(futures), "dlq", _KAFKA_ERRORS, self.abort
-        )
-        # A frame whose headers were valid still gets an error result, so a client
-        # waiting for it (the gateway) hears why instead of timing out.
-        parsed = [item for item in rejected.items if item.frame is not None]
+    def _dead_letter(self, items: list[WorkItem], error_results: bool = True) -> None:
+        """Items to the DLQ, each with an `error` event, a metric and one log line.
+
+        A frame whose headers were valid also gets an error result, so a client waiting
+        for it (the gateway) hears why instead of timing out."""
+        refused = self.kafka_sink.send_dead_letters(items).wait(self.abort)
+        parsed = [item for item in items if item.frame is not None] if error_results else []
         if parsed:
-            self._write(
-                [_error_result(item) for item in parsed],
-                [item.frame.reply_to for item in parsed if item.frame],
-            )
-        for item in rejected.items:
+            for i, error in self._write(parsed, [_error_result(item) for item in parsed]).items():
+                metrics.SINK_FAILURES.labels(error.sink).inc()
+                log.error("error result not written", error=str(error), **_where(parsed[i]))
+        for i, item in enumerate(items):
             metrics.FRAMES.labels("dlq").inc()
+            metrics.DEAD_LETTERS.labels(item.error_stage or "unknown").inc()
             self.counts["dlq"] += 1
-            log.warning(
-                "frame rejected",
-                stage=item.error_stage,
-                reason=item.error,
-                partition=item.record.partition,
-                offset=item.record.offset,
-                **item.log_ids(),
-            )
+            if i in refused:
+                # Nothing more can be written for it; the original stays in the frames
+                # topic for its retention, at the coordinates logged here.
+                metrics.SINK_FAILURES.labels("dlq").inc()
+                log.error("frame rejected and refused by the DLQ", stage=item.error_stage,
+                          reason=item.error, dlq_error=str(refused[i]), **_where(item))  # fmt: skip
+            else:
+                log.warning("frame rejected", stage=item.error_stage, reason=item.error,
+                            **_where(item))  # fmt: skip
             self.kafka_sink.send_event(
-                Event("error", self.worker, {"stage": item.error_stage, "reason": item.error})
-            )
+                Event("error", self.worker, {"stage": item.error_stage or "unknown",
+                                             "reason": item.error or "unknown",
+                                             **_coordinates(item)})
+            )  # fmt: skip
 
-    def _write(self, results: list[Result], reply_to: list[str | None]) -> None:
-        """Results topic and Redis, both retried until written. The Kafka sends go first
-        and are awaited last, so the two round trips overlap."""
-        encoded = [(r, r.to_json()) for r in results]
-        pairs = [(r.stream_id.encode(), data) for r, data in encoded]
-        in_flight = [self.kafka_sink.send_results(pairs)]
+    def _write(self, items: list[WorkItem], results: list[Result]) -> Failures:
+        """The results topic and Redis, each retried while its failures are retriable.
+        The Kafka sends go first and are awaited last, so the two round trips overlap.
+        Returns the frames that failed for good in either."""
+        encoded = [r.to_json() for r in results]
+        delivery = self.kafka_sink.send_results(
+            [(r.stream_id.encode(), data, r.frame_id) for r, data in zip(results, encoded,
+                                                                         strict=True)]
+        )  # fmt: skip
         rows = [
-            RedisResult(r.frame_id, r.stream_id, r.seq, data, reply)
-            for (r, data), reply in zip(encoded, reply_to, strict=True)
+            RedisResult(r.frame_id, r.stream_id, r.seq, data, item.frame.reply_to)
+            for item, r, data in zip(items, results, encoded, strict=True)
+            if item.frame is not None
         ]
-        with_retries(lambda: self.redis_sink.write(rows), "redis", _REDIS_ERRORS, self.abort)
+        failed = self._write_redis(rows)
+        for i, error in delivery.wait(self.abort).items():
+            failed.setdefault(i, error)
+        return failed
 
-        def send_and_wait() -> None:
-            # The first try waits for the sends already in flight; a retry sends again.
-            futures = in_flight.pop() if in_flight else self.kafka_sink.send_results(pairs)
-            self.kafka_sink.wait(futures)
-
-        with_retries(send_and_wait, "results", _KAFKA_ERRORS, self.abort)
+    def _write_redis(self, rows: list[RedisResult]) -> Failures:
+        try:
+            with_retries(lambda: self.redis_sink.write(rows), "redis", self.abort)
+            return {}
+        except PermanentWriteError as error:
+            if len(rows) == 1:
+                return {0: error}
+        # One frame's keys broke the batch's script call (a key of the wrong type, say):
+        # write each frame alone to find which. Rewrites are idempotent by frame id.
+        failed = {}
+        for i, row in enumerate(rows):
+            try:
+                with_retries(lambda row=row: self.redis_sink.write([row]), "redis", self.abort)
+            except PermanentWriteError as error:
+                failed[i] = error
+        return failed
 
     def _result(
         self, item: WorkItem, preds: list[dict], batch: FinishedBatch, completed: int
@@ -202,6 +231,16 @@ def _error_result(item: WorkItem) -> Result:
         status="error",
         error=f"{item.error_stage}: {item.error}",
     )
+
+
+def _where(item: WorkItem) -> dict[str, object]:
+    """What a log line needs to find the frame: its coordinates and ids."""
+    return {**_coordinates(item), **item.log_ids()}
+
+
+def _coordinates(item: WorkItem) -> dict[str, object]:
+    record = item.record
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
 
 
 def _rounded(latency: Latency) -> Latency:

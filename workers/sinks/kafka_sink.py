@@ -1,65 +1,143 @@
 """The worker's Kafka output: results, monitoring events, and the dead-letter topic.
 
 One producer for all three (kafka-python's producer is thread-safe and batches per
-partition). Results and DLQ records are awaited before their offsets are committed;
-monitoring events are best effort.
+partition). Results and DLQ records are awaited before their offsets are committed, each
+record on its own: a retriable failure is sent again, a permanent one (a record too large,
+a refused topic) is reported for that record alone and never holds up the others.
+Monitoring events are best effort.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from framewire.kafka import producer_config
+from framewire.log import get_logger
 from framewire.settings import Settings
 from schemas import Event
+from schemas.dlq import MAX_CARRIED_HEADER_BYTES, MAX_CARRIED_KEY_BYTES, dead_letter
+from workers import faults
+from workers.metrics import EVENTS_DROPPED
+from workers.sinks.errors import PermanentWriteError, describe, is_retriable
+from workers.sinks.retry import Backoff
 from workers.work import WorkItem
 
-ERROR_HEADER = "fw-error"
-ERROR_STAGE_HEADER = "fw-error-stage"
-ERROR_SOURCE_HEADER = "fw-error-source"  # topic/partition/offset the record came from
-ERROR_WORKER_HEADER = "fw-error-worker"
+log = get_logger(__name__)
+
+_ACK_TIMEOUT_S = 30.0
+# Room for a DLQ record's key, headers and framing beyond its value.
+_DLQ_OVERHEAD_BYTES = MAX_CARRIED_HEADER_BYTES + MAX_CARRIED_KEY_BYTES + 16_384
 
 
 class KafkaSink:
     def __init__(self, settings: Settings, worker: str) -> None:
         self.settings = settings
         self.worker = worker
-        # The publisher's tuning (its max_request_size also fits DLQ copies of the largest
-        # accepted frame); a shorter linger, since a batch's results are awaited at once.
-        self.producer = KafkaProducer(
-            **producer_config(settings, client_id=f"framewire-worker-{worker}", linger_ms=1)
+        config = producer_config(settings, client_id=f"framewire-worker-{worker}", linger_ms=1)
+        # The publisher's tuning, with a shorter linger since a batch's results are awaited
+        # at once, and a request size that fits every DLQ record the sink builds.
+        config["max_request_size"] = max(
+            config["max_request_size"], settings.dlq_max_value_bytes + _DLQ_OVERHEAD_BYTES
         )
+        self.producer = KafkaProducer(**config)
+        self._refused_size = config["max_request_size"] + 1  # for workers.faults only
 
-    def send_results(self, results: list[tuple[bytes, bytes]]) -> list:
-        """(key, result JSON) pairs to the results topic; returns futures to wait on."""
+    def send_results(self, results: list[tuple[bytes, bytes, str]]) -> Delivery:
+        """(key, result JSON, frame id) to the results topic."""
         topic = self.settings.results_topic
-        return [self.producer.send(topic, key=key, value=value) for key, value in results]
 
-    def send_dead_letter(self, item: WorkItem) -> object:
-        """The original key, value and headers, plus why and where it failed."""
-        record = item.record
-        reason = (item.error or "unknown")[:500]
-        headers = [
-            *(record.headers or []),
-            (ERROR_HEADER, reason.encode("utf-8", "replace")),
-            (ERROR_STAGE_HEADER, (item.error_stage or "unknown").encode()),
-            (ERROR_SOURCE_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            (ERROR_WORKER_HEADER, self.worker.encode()),
-        ]
-        return self.producer.send(
-            self.settings.dlq_topic, key=record.key, value=record.value or b"", headers=headers
-        )
+        def send(i: int) -> Any:
+            key, value, frame_id = results[i]
+            value = faults.result_value(frame_id, value, self._refused_size)
+            return self.producer.send(topic, key=key, value=value)
+
+        return Delivery(send, len(results), "results")
+
+    def send_dead_letters(self, items: list[WorkItem]) -> Delivery:
+        """Each item's original record, cut to fit, plus why and where it failed."""
+        records = [
+            dead_letter(
+                item.record.key, item.record.value, item.record.headers,
+                (item.record.topic, item.record.partition, item.record.offset),
+                item.error or "unknown", item.error_stage or "unknown", self.worker,
+                self.settings.dlq_max_value_bytes,
+            )
+            for item in items
+        ]  # fmt: skip
+
+        def send(i: int) -> Any:
+            r = records[i]
+            return self.producer.send(
+                self.settings.dlq_topic, key=r.key, value=r.value, headers=r.headers
+            )
+
+        return Delivery(send, len(records), "dlq")
 
     def send_event(self, event: Event) -> None:
-        self.producer.send(
-            self.settings.monitoring_topic, key=self.worker.encode(), value=event.to_json()
-        )
-
-    @staticmethod
-    def wait(futures: list, timeout_s: float = 30.0) -> None:
-        """Block until every send is acknowledged; raises the first KafkaError."""
-        for future in futures:
-            future.get(timeout=timeout_s)
+        """Best effort: an event that cannot be sent is counted and logged, never raised."""
+        try:
+            self.producer.send(
+                self.settings.monitoring_topic, key=self.worker.encode(), value=event.to_json()
+            )
+        except KafkaError as exc:
+            EVENTS_DROPPED.inc()
+            log.warning("monitoring event dropped", type=event.type, error=describe(exc))
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.producer.close(timeout=timeout_s)
+
+
+class Delivery:
+    """Records on their way to one topic: sent at once, awaited by wait(), where the
+    retriable failures are sent again with backoff until none is left."""
+
+    def __init__(self, send: Callable[[int], Any], count: int, sink: str) -> None:
+        self.send, self.sink = send, sink
+        self.pending = list(range(count))
+        self.futures = [_try(send, i) for i in self.pending]
+
+    def wait(self, abort: threading.Event) -> dict[int, PermanentWriteError]:
+        """Block until every record is acknowledged or failed for good; the permanent
+        failures by index. Raises GaveUp when abort is set while retrying."""
+        failed: dict[int, PermanentWriteError] = {}
+        backoff = Backoff(self.sink, abort)
+        while True:
+            retry, last = [], None
+            for i, future in zip(self.pending, self.futures, strict=True):
+                exc = _outcome(future)
+                if exc is None:
+                    continue
+                if is_retriable(exc):
+                    retry.append(i)
+                    last = exc
+                else:
+                    failed[i] = PermanentWriteError(self.sink, exc)
+            if last is None:
+                return failed
+            backoff.wait(last)
+            self.pending = retry
+            self.futures = [_try(self.send, i) for i in retry]
+
+
+def _try(send: Callable[[int], Any], i: int) -> Any:
+    """send(i)'s future, or the exception send raised (kafka-python raises some errors,
+    a metadata timeout among them, from send itself)."""
+    try:
+        return send(i)
+    except Exception as exc:
+        return exc
+
+
+def _outcome(future: Any) -> BaseException | None:
+    if isinstance(future, BaseException):
+        return future
+    try:
+        future.get(timeout=_ACK_TIMEOUT_S)
+    except Exception as exc:
+        return exc
+    return None

@@ -2,10 +2,10 @@
 
 A model call that hangs (a driver fault, a pathological input) cannot be cancelled from
 Python, and a worker whose device thread hangs serves nothing while holding its
-partitions. So a watch thread marks the batch's frames as suspects (workers/deliveries.py)
-and exits the process; its supervisor (Kubernetes, compose, systemd) starts a fresh one,
-the partitions' next owner runs each suspect alone, and the frame that hangs is dead-
-lettered as poison after FRAMEWIRE_MAX_DELIVERIES, while the rest of its batch is served.
+partitions. So a watch thread exits the process; its supervisor (Kubernetes, compose,
+systemd) starts a fresh one, the partitions' next owner runs each redelivered frame alone
+(workers/deliveries.py), and the frame that hangs is dead-lettered as poison after
+FRAMEWIRE_MAX_DELIVERIES, while the rest of its batch is served.
 """
 
 from __future__ import annotations

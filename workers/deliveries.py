@@ -1,22 +1,27 @@
 """Delivery counts per record, kept in Redis so that they outlive a worker that crashed.
 
 A frame that kills its worker process (a decoder segfault, an out-of-memory kill, a model
-that hangs past the inference deadline) is redelivered to the next owner of its
-partition, and would kill that one too, for ever. Counting deliveries before work starts
-breaks the loop: past FRAMEWIRE_MAX_DELIVERIES the frame goes to the DLQ undecoded, as
-Celery's late acknowledgement with a redelivery limit does for tasks.
+that hangs past the inference deadline) is redelivered to the next owner of its partition
+and would kill that one too, for ever. Counting its deliveries breaks the loop: past
+FRAMEWIRE_MAX_DELIVERIES it goes to the DLQ undecoded, as Celery's late acknowledgement
+with a redelivery limit does for tasks.
 
-Layout: one hash per (consumer group, topic, partition); field `<offset>` counts the
-deliveries, field `<offset>:suspect` marks a frame that was in a batch past the inference
-deadline, so that it runs alone next time. At each commit the fields below the committed
-offset are deleted: a finished frame never counts again, and a replay from an earlier
-offset starts from zero. The cost is one script call per poll and one per commit.
+Blame must fall on the frame that crashed, not on the frames polled with it. So there are
+two counts. Every poll counts deliveries (`<offset>`, one script call per poll): a count
+above 1 means the frame was in flight when an earlier owner stopped. Such a redelivered
+frame is then run alone and in order (workers/device.py), and only then is its start
+recorded (`<offset>:started`) and cleared again when it finishes. A frame that never
+started (queued behind the one that crashed) is never blamed; the one that crashes every
+time is the one whose recorded starts pile up.
+
+One hash per (consumer group, topic, partition). At each commit the fields below the
+committed offset are deleted: a finished frame never counts again, and a replay from an
+earlier offset starts from zero.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import redis
 
@@ -27,16 +32,14 @@ from workers.offsets import Partition
 
 log = get_logger(__name__)
 
-# KEYS: one hash per partition; ARGV: ttl, then per key: n, n offsets. Returns (deliveries,
-# suspect) per offset, in order.
+# KEYS: one hash per partition; ARGV: ttl, then per key: n, n offsets. Returns each
+# offset's delivery count, in order.
 _COUNT = """
 local ttl, out, a = ARGV[1], {}, 2
 for k = 1, #KEYS do
   local n = tonumber(ARGV[a]); a = a + 1
   for j = 1, n do
-    local offset = ARGV[a]; a = a + 1
-    out[#out + 1] = redis.call('HINCRBY', KEYS[k], offset, 1)
-    out[#out + 1] = redis.call('HEXISTS', KEYS[k], offset .. ':suspect')
+    out[#out + 1] = redis.call('HINCRBY', KEYS[k], ARGV[a], 1); a = a + 1
   end
   redis.call('EXPIRE', KEYS[k], ttl)
 end
@@ -57,19 +60,12 @@ return 1
 
 _TTL_S = 86_400  # a partition nobody reads for a day forgets its counts
 _WARN_EVERY_S = 30.0
-
-
-@dataclass(frozen=True)
-class Delivery:
-    count: int  # this delivery's number, 1 for the first; 0 when it could not be counted
-    suspect: bool  # it was in a batch that ran past the inference deadline
-
-
-UNCOUNTED = Delivery(0, False)
+_REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 class DeliveryCounter:
-    """Used by the poll thread (count, forget) and the deadline watch (mark_suspects)."""
+    """count and forget run on the poll thread, record_start on the device thread,
+    finished on the writer thread; redis-py's client is thread-safe."""
 
     def __init__(self, redis_url: str, group: str) -> None:
         # Its own short timeouts: the poll thread must not hang on a Redis outage.
@@ -81,44 +77,56 @@ class DeliveryCounter:
         self._forget = self.client.register_script(_FORGET)
         self._last_warning = 0.0
 
-    def count(self, offsets: dict[Partition, list[int]]) -> dict[tuple[Partition, int], Delivery]:
+    def count(self, offsets: dict[Partition, list[int]]) -> dict[tuple[Partition, int], int]:
         """Count one more delivery of each (partition, offset). During a Redis outage
         nothing is counted (poison detection pauses; the sinks stop the flow anyway)."""
         keys, args = [], [_TTL_S]
         for (topic, partition), offs in offsets.items():
-            keys.append(deliveries_key(self.group, topic, partition))
+            keys.append(self._key((topic, partition)))
             args += [len(offs), *offs]
+        if not keys:
+            return {}
         try:
-            flat = self._count(keys=keys, args=args) if keys else []
-        except (redis.RedisError, OSError) as exc:
+            counts = self._count(keys=keys, args=args)
+        except _REDIS_ERRORS as exc:
             metrics.DELIVERY_COUNT_FAILURES.inc()
             self._warn("deliveries not counted; poison detection paused", exc)
             return {}
         pairs = [(p, o) for p, offs in offsets.items() for o in offs]
-        return {
-            pair: Delivery(int(flat[2 * i]), bool(flat[2 * i + 1]))
-            for i, pair in enumerate(pairs)
-        }
+        return {pair: int(n) for pair, n in zip(pairs, counts, strict=True)}
+
+    def record_start(self, partition: Partition, offset: int) -> int:
+        """Record that a redelivered frame starts; how many starts were recorded before
+        (0 when Redis cannot say)."""
+        try:
+            return int(self.client.hincrby(self._key(partition), f"{offset}:started", 1)) - 1
+        except _REDIS_ERRORS as exc:
+            self._warn("start not recorded; poison detection paused", exc)
+            return 0
+
+    def finished(self, frames: list[tuple[Partition, int]]) -> None:
+        """Redelivered frames that finished: none of their starts crashed anything."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for partition, offset in frames:
+                pipe.hdel(self._key(partition), f"{offset}:started")
+            pipe.execute()
+        except _REDIS_ERRORS as exc:
+            self._warn("finished starts not cleared", exc)
 
     def forget(self, committed: dict[Partition, int]) -> None:
         """Drop the counts below each partition's committed offset."""
-        keys = [deliveries_key(self.group, t, p) for t, p in committed]
         try:
-            self._forget(keys=keys, args=list(committed.values()))
-        except (redis.RedisError, OSError) as exc:
+            self._forget(keys=[self._key(p) for p in committed], args=list(committed.values()))
+        except _REDIS_ERRORS as exc:
             # Left for the TTL; a later replay of those offsets would start counted.
             self._warn("delivery counts not cleared", exc)
 
-    def mark_suspects(self, frames: list[tuple[Partition, int]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for (topic, partition), offset in frames:
-            key = deliveries_key(self.group, topic, partition)
-            pipe.hset(key, f"{offset}:suspect", 1)
-            pipe.expire(key, _TTL_S)
-        pipe.execute()
-
     def close(self) -> None:
         self.client.close()
+
+    def _key(self, partition: Partition) -> str:
+        return deliveries_key(self.group, *partition)
 
     def _warn(self, message: str, exc: BaseException) -> None:
         if time.monotonic() - self._last_warning > _WARN_EVERY_S:

@@ -66,6 +66,7 @@ class DeviceStage(threading.Thread):
         finished: queue.Queue,
         prepare_again: Callable[[WorkItem, InferenceEngine], WorkItem],
         on_model_loaded: Callable[[InferenceEngine], None],
+        begin_redelivered: Callable[[WorkItem], None] = lambda item: None,
     ) -> None:
         super().__init__(name="framewire-device", daemon=True)
         self.batcher = batcher
@@ -73,6 +74,7 @@ class DeviceStage(threading.Thread):
         self.finished = finished
         self.prepare_again = prepare_again
         self.on_model_loaded = on_model_loaded
+        self.begin_redelivered = begin_redelivered  # records its start; may fail it as poison
         self.engine: InferenceEngine | None = None
         self.ready = threading.Event()  # set once the first model is loaded (or failed)
         self.load_error: BaseException | None = None
@@ -125,21 +127,16 @@ class DeviceStage(threading.Thread):
         engine = self.engine
         assert engine is not None
         for item in batch:
+            if item.redelivered:
+                self._run_alone(item, engine)
+        batch = [item for item in batch if not item.redelivered]
+        for item in batch:
             if item.ok and item.input_spec != engine.card.input:
                 self.prepare_again(item, engine)  # decoded for the model before a reload
         rejected = [item for item in batch if not item.ok]
         good = [item for item in batch if item.ok]
         if rejected:
             self.finished.put(Rejected(rejected))
-        suspects = [item for item in good if item.delivery.suspect]
-        if suspects and len(good) > 1:
-            # Frames of a batch that ran past the inference deadline run alone, so that a
-            # frame that hangs the model hangs only itself, and is named by its deliveries.
-            for item in suspects:
-                alone = self._submit([item], engine)
-                if alone is not None:
-                    self._collect(alone)
-            good = [item for item in good if not item.delivery.suspect]
         return self._submit(good, engine) if good else None
 
     def _submit(self, items: list[WorkItem], engine: InferenceEngine) -> _Launched | None:
@@ -155,6 +152,23 @@ class DeviceStage(threading.Thread):
             self._running.remove(launched)
             self._fail(items, exc)
             return None
+
+    def _run_alone(self, item: WorkItem, engine: InferenceEngine) -> None:
+        """A redelivered frame: its start recorded (it may turn out to be poison), then
+        decoded, run as a batch of one and written before anything else starts, so that a
+        crash or a hang names this frame and no other (workers/deliveries.py)."""
+        self.begin_redelivered(item)
+        if item.ok:
+            self.prepare_again(item, engine)
+        if item.ok:
+            launched = self._submit([item], engine)
+            if launched is not None:
+                self._collect(launched)
+        else:
+            self.finished.put(Rejected([item]))
+        while item.finished is not None and not item.finished.wait(0.1):
+            if self._stop_event.is_set():
+                return
 
     def _collect(self, launched: _Launched) -> None:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
@@ -84,6 +85,7 @@ class StreamingPipeline:
             self.finished,
             prepare_again=lambda item, engine: self.decoder.decode(item, engine.card.input),
             on_model_loaded=self._model_loaded,
+            begin_redelivered=self._begin_redelivered,
         )
         self.writer = ResultWriter(
             self.finished, redis_sink, self.kafka_sink, self._done, self.worker
@@ -141,15 +143,13 @@ class StreamingPipeline:
     # Hand-overs between stages ---------------------------------------------------------
 
     def _submit(self, item: WorkItem) -> None:
-        deliveries = item.delivery.count
-        if deliveries > self.settings.max_deliveries:
-            # Delivered that often and never finished: it killed the workers that took it.
-            # It goes to the DLQ without being decoded or run, in its place in poll order.
-            item.fail("poison", f"poison: {deliveries - 1} deliveries")
-            metrics.POISON_FRAMES.inc()
-            done: Future[WorkItem] = Future()
-            done.set_result(item)
-            self.ready.put(done)
+        if item.redelivered:
+            # Decoded by the device thread, alone (workers/device.py): in its place in poll
+            # order, but not in parallel with anything that could take the blame for it.
+            item.finished = threading.Event()
+            waiting: Future[WorkItem] = Future()
+            waiting.set_result(item)
+            self.ready.put(waiting)
             return
         engine = self.device_stage.engine
         assert engine is not None
@@ -160,6 +160,20 @@ class StreamingPipeline:
         for item in items:
             self.tracker.finish(item.partition_key, item.record.offset, item.generation)
         metrics.IN_FLIGHT.set(self.tracker.in_flight())
+        alone = [item for item in items if item.finished is not None]
+        if alone:
+            self.deliveries.finished([(i.partition_key, i.record.offset) for i in alone])
+            for item in alone:
+                item.finished.set()
+
+    def _begin_redelivered(self, item: WorkItem) -> None:
+        """Record the start of a redelivered frame, or fail it as poison when its earlier
+        starts never finished FRAMEWIRE_MAX_DELIVERIES times (counting the first, whose
+        start is not recorded: the common case costs nothing)."""
+        earlier = self.deliveries.record_start(item.partition_key, item.record.offset)
+        if earlier + 1 >= self.settings.max_deliveries:
+            item.fail("poison", f"poison: {earlier + 1} deliveries")
+            metrics.POISON_FRAMES.inc()
 
     def _rebalanced(self, change: str, partitions: list[Partition]) -> None:
         log.info("partitions " + change, partitions=partitions)
@@ -181,14 +195,13 @@ class StreamingPipeline:
             log.info("consumer recovered: records flow again", **details)
 
     def _deadline_exceeded(self, items: list[WorkItem], elapsed_s: float) -> None:
-        """A batch hangs: mark its frames, say so, and end the process (workers/deadline.py)."""
+        """A batch hangs: say so, and end the process. The next owner runs each of its
+        frames alone, so the one that hangs is named (workers/deadline.py)."""
         metrics.INFERENCE_DEADLINES.inc()
         limit = self.settings.inference_deadline_s
         log.error("inference deadline exceeded; exiting for a fresh process", frames=len(items),
                   elapsed_s=round(elapsed_s, 1), deadline_s=limit)  # fmt: skip
         with suppress(Exception):  # exit whatever fails: a hung worker serves nothing
-            self.deliveries.mark_suspects([(i.partition_key, i.record.offset) for i in items])
-        with suppress(Exception):
             reason = f"deadline: a batch of {len(items)} ran {elapsed_s:.0f} s (limit {limit} s)"
             self._event("error", stage="inference", reason=reason)
             self.kafka_sink.producer.flush(timeout=5)

@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from framewire.log import get_logger
 from framewire.settings import Settings
 from workers import metrics
-from workers.deliveries import UNCOUNTED, DeliveryCounter
+from workers.deliveries import DeliveryCounter
 from workers.flow import FETCH_WAIT_MIN_MS, FetchWait, StallWatch
 from workers.offsets import OffsetTracker, Partition
 from workers.threads import name_os_thread
@@ -124,8 +124,8 @@ class FramePoller(threading.Thread):
             generation = self.tracker.generation(partition)
             for record in records:
                 self.tracker.add(partition, record.offset)
-                delivery = counted.get((partition, record.offset), UNCOUNTED)
-                self.submit(WorkItem(record, generation, now, delivery=delivery))
+                deliveries = counted.get((partition, record.offset), 0)
+                self.submit(WorkItem(record, generation, now, deliveries=deliveries))
             received += len(records)
         self.polled += received
         metrics.IN_FLIGHT.set(self.tracker.in_flight())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from schemas import Frame
-from workers.deliveries import UNCOUNTED, Delivery
 
 
 @dataclass(eq=False)
@@ -16,7 +16,7 @@ class WorkItem:
     record: Any  # kafka.consumer.fetcher.ConsumerRecord: topic, partition, offset, ...
     generation: int  # of its partition's assignment; stale items are not committed
     polled_at: float  # time.time() when the poll thread took it
-    delivery: Delivery = UNCOUNTED  # how often it was delivered, counted before work starts
+    deliveries: int = 0  # counted at poll (workers/deliveries.py); 0: could not be counted
     frame: Frame | None = None
     image: np.ndarray | None = None  # resized for the model, in its channel order
     input_spec: Any = None  # the model InputSpec the image was prepared for
@@ -24,10 +24,16 @@ class WorkItem:
     decoded_at: float = 0.0
     error: str | None = None
     error_stage: str | None = None  # schema, decode, inference, poison or sink
+    finished: threading.Event | None = None  # set when written, for a frame run alone
 
     @property
     def partition_key(self) -> tuple[str, int]:
         return self.record.topic, self.record.partition
+
+    @property
+    def redelivered(self) -> bool:
+        """In flight when an earlier owner stopped: it is run alone (workers/device.py)."""
+        return self.deliveries > 1
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 
 from framewire.cli.bench import bench
 from framewire.cli.demo import demo
+from framewire.cli.dlq import dlq
 from framewire.cli.gateway import gateway
 from framewire.cli.pending import PENDING_COMMANDS
 from framewire.cli.produce import produce
@@ -66,6 +67,7 @@ cli.add_command(demo)
 cli.add_command(train_demo)
 cli.add_command(gateway)
 cli.add_command(bench)
+cli.add_command(dlq)
 for command in PENDING_COMMANDS:
     cli.add_command(command)
 

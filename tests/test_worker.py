@@ -6,12 +6,11 @@ import collections
 import contextlib
 import json
 import signal
-import time
 
 import pytest
 import redis
 
-from framewire.servers import EmbeddedRedis, free_port
+from framewire.servers import EmbeddedRedis
 from framewire.settings import Settings
 from framewire.worker_process import WorkerProcess
 from tests.kafka_helpers import read_records
@@ -140,29 +139,6 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_worker_goes_on(worker_s
     # A record with valid headers also gets an error result, so a waiting client hears why.
     corrupt = redis.Redis.from_url(settings.redis_url).get("fw:result:bad-corrupt")
     assert json.loads(corrupt)["status"] == "error"
-
-
-def test_redis_down_for_a_few_seconds_loses_nothing(topics, tmp_path):
-    own_redis = PersistentRedis(free_port(), tmp_path / "redis")
-    own_redis.start()
-    settings = topics.replace(redis_url=own_redis.address, max_batch=8)
-    frames = synthetic_frames(300, streams=2)
-    ids = [f.frame_id for f in frames]
-    worker = WorkerProcess(settings, tmp_path)
-    try:
-        worker.wait_ready()
-        publisher = PacedPublisher(settings, frames, fps=100)
-        publisher.start()
-        wait_until(lambda: count_results(settings, ids) >= 30, what="first results")
-        own_redis.stop()
-        time.sleep(3)
-        own_redis.start()
-        publisher.join(30)
-        wait_for_results(settings, ids, timeout_s=120)
-        assert "sink write failed, retrying" in worker.log_text()
-    finally:
-        worker.stop()
-        own_redis.stop()
 
 
 def test_two_workers_share_the_partitions(worker_settings, tmp_path):

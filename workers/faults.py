@@ -12,6 +12,7 @@ where every function here is a no-op):
 from __future__ import annotations
 
 import os
+import resource
 import threading
 from functools import cache
 
@@ -30,6 +31,7 @@ def _armed(kind: str, frame_id: str) -> bool:
 
 def crash_in_decode(frame_id: str) -> None:
     if _armed("crash-decode", frame_id):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file to clean up
         os.abort()
 
 

@@ -36,24 +36,30 @@ class FetchWait:
 
 
 class StallWatch:
-    """Lag > 0, partitions not paused, and nothing received for `after_s`: a stall."""
+    """Lag > 0, partitions not paused, and nothing received for `after_s`: a stall.
+
+    The poll thread notes each poll; the watchdog thread checks, so that a poll thread
+    blocked on a broker that does not answer is noticed too."""
 
     def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.after_s = after_s
         self.clock = clock
         self.stalled = False
+        self.lag = 0
         self._last_flow = clock()  # last time records came, or none were due
 
-    def after_poll(self, received: int, lag: int, paused: bool) -> str | None:
-        """'stalled' or 'recovered' when the state changes, else None."""
-        now = self.clock()
+    def note_poll(self, received: int, lag: int, paused: bool) -> None:
+        self.lag = lag
         if received or lag == 0 or paused:
-            self._last_flow = now
-            if self.stalled and (received or lag == 0):
-                self.stalled = False
-                return "recovered"
-            return None
-        if not self.stalled and self.after_s > 0 and now - self._last_flow > self.after_s:
+            self._last_flow = self.clock()
+
+    def check(self) -> str | None:
+        """'stalled' or 'recovered' when the state changes, else None."""
+        silent = self.silent_for_s()
+        if self.stalled and silent < self.after_s:
+            self.stalled = False
+            return "recovered"
+        if not self.stalled and self.after_s > 0 and silent > self.after_s:
             self.stalled = True
             return "stalled"
         return None

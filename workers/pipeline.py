@@ -36,6 +36,7 @@ from workers.offsets import OffsetTracker, Partition
 from workers.poller import FramePoller
 from workers.sinks import KafkaSink, RedisSink
 from workers.threads import name_os_thread
+from workers.watchdog import Watchdog
 from workers.work import WorkItem
 from workers.writer import ResultWriter
 
@@ -93,12 +94,13 @@ class StreamingPipeline:
         self.deliveries = DeliveryCounter(settings.redis_url, settings.group_id)
         self.poller = FramePoller(
             settings, self.tracker, self._submit, self._rebalanced, f"framewire-{self.worker}",
-            self.deliveries, self._stall_changed,
+            self.deliveries,
         )  # fmt: skip
-        self.deadline = InferenceDeadline(
+        deadline = InferenceDeadline(
             settings.inference_deadline_s, self.device_stage.running_since,
             self._deadline_exceeded,
         )  # fmt: skip
+        self.watchdog = Watchdog([deadline.check, self._check_stall])
         self.exit = os._exit  # how the deadline ends the process (tests replace it)
 
     # Lifecycle -------------------------------------------------------------------------
@@ -110,15 +112,14 @@ class StreamingPipeline:
             raise RuntimeError(f"model did not load: {self.device_stage.load_error}")
         self.writer.start()
         self.poller.start()
-        if self.settings.inference_deadline_s > 0:
-            self.deadline.start()
+        self.watchdog.start()
         self._event("worker", state="started")
         log.info("pipeline started", worker=self.worker, device=self.device,
                  topic=self.settings.frames_topic, group=self.settings.group_id)  # fmt: skip
 
     def stop(self) -> None:
         """Finish in-flight frames, write and commit them, leave the group, stop."""
-        self.deadline.stop()
+        self.watchdog.stop()
         self.poller.stop()
         self.poller.join(self.settings.drain_timeout_s + 30)
         if self.tracker.in_flight():  # the drain timed out (a sink is down): stop retrying
@@ -182,8 +183,14 @@ class StreamingPipeline:
             other = "revoked" if key == "assigned" else "assigned"
             self._event("rebalance", **{key: [p for _, p in partitions], other: []})
 
-    def _stall_changed(self, change: str, details: dict[str, Any]) -> None:
+    def _check_stall(self) -> None:
+        stall = self.poller.stall
+        change = stall.check()
+        if change is None:
+            return
         metrics.STALLED.set(int(change == "stalled"))
+        details = {"lag": stall.lag, "silent_s": round(stall.silent_for_s(), 1),
+                   "fetch_max_wait_ms": self.poller.fetch_wait.ms}  # fmt: skip
         if change == "stalled":
             log.error("consumer stalled: lag and nothing received", **details)
             reason = (
@@ -238,8 +245,8 @@ class StreamingPipeline:
         if not self.poller.joined.is_set():
             reasons.append("consumer has not joined its group")
         if self.poller.stall.stalled:
-            reasons.append(f"stalled: lag {sum(self.poller.lag.values())} and nothing "
-                           f"received for {self.poller.stall.silent_for_s():.0f} s")  # fmt: skip
+            reasons.append(f"stalled: lag {self.poller.stall.lag} and nothing received for "
+                           f"{self.poller.stall.silent_for_s():.0f} s")  # fmt: skip
         return reasons
 
     def stats(self) -> dict[str, Any]:

@@ -33,7 +33,6 @@ _POLL_TIMEOUT_MS = 50
 _COMMIT_INTERVAL_S = 0.2  # commits are cheap but not free: batch them a little
 _LAG_INTERVAL_S = 2.0
 
-StallCallback = Callable[[str, dict], None]  # ("stalled" | "recovered", details)
 
 
 class FramePoller(threading.Thread):
@@ -45,7 +44,6 @@ class FramePoller(threading.Thread):
         on_rebalance: Callable[[str, list[Partition]], None],
         client_id: str,
         deliveries: DeliveryCounter,
-        on_stall: StallCallback,
     ) -> None:
         super().__init__(name="framewire-poll", daemon=True)
         self.settings = settings
@@ -54,7 +52,6 @@ class FramePoller(threading.Thread):
         self.on_rebalance = on_rebalance
         self.client_id = client_id
         self.deliveries = deliveries
-        self.on_stall = on_stall
         self.fetch_wait = FetchWait()
         self.stall = StallWatch(settings.stall_after_s)
         self.assigned: list[Partition] = []
@@ -138,10 +135,7 @@ class FramePoller(threading.Thread):
         # there is no public setter.
         consumer._fetcher.config["fetch_max_wait_ms"] = wait_ms
         metrics.FETCH_WAIT.set(wait_ms)
-        change = self.stall.after_poll(received, lag, self.paused)
-        if change:
-            self.on_stall(change, {"lag": lag, "silent_s": round(self.stall.silent_for_s(), 1),
-                                   "fetch_max_wait_ms": wait_ms})  # fmt: skip
+        self.stall.note_poll(received, lag, self.paused)
 
     def _apply_backpressure(self, consumer: KafkaConsumer) -> None:
         """Pause at the in-flight limit, resume at half of it (hysteresis)."""

@@ -7,6 +7,9 @@ until each of its frame ids has a result or the deadline passes. Delivery is
 at-least-once, so a frame may be answered twice: the first answer counts, duplicates and
 strangers are ignored. The list is deleted at the end; results that come after a 504
 land on a list that expires (FRAMEWIRE_REPLY_TTL_S) and stay readable by frame id.
+
+A dropped Redis connection does not fail a waiting request: the reply list lives in Redis,
+not in the connection, so the wait reconnects and goes on until its deadline.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
+
+import redis
 
 from framewire.rediskeys import reply_key
 from producers.gateway.images import Upload
@@ -23,6 +29,8 @@ from schemas import Frame, new_frame_id, now_ms
 
 # BLPOP's timeout 0 means "forever": never hand it less than this.
 _MIN_BLOCK_S = 0.01
+_RECONNECT_PAUSE_S = 0.2
+_CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
 class DeadlineExceeded(Exception):
@@ -105,7 +113,12 @@ def wait_for_results(resources: Resources, dispatch: Dispatch, timeout_s: float)
             if left <= 0:
                 pending = [i for i in dispatch.frame_ids if i not in results]
                 raise DeadlineExceeded(dispatch.request_id, dispatch.frame_ids, pending)
-            popped = client.blpop([key], timeout=max(left, _MIN_BLOCK_S))
+            try:
+                popped = client.blpop([key], timeout=max(left, _MIN_BLOCK_S))
+            except _CONNECTION_ERRORS:
+                # redis-py reconnects on the next command; the replies wait in the list.
+                time.sleep(min(_RECONNECT_PAUSE_S, max(left, 0)))
+                continue
             if popped is None:
                 continue
             result = json.loads(popped[1])
@@ -113,5 +126,6 @@ def wait_for_results(resources: Resources, dispatch: Dispatch, timeout_s: float)
             if frame_id in wanted and frame_id not in results:
                 results[frame_id] = result
     finally:
-        client.delete(key)
+        with suppress(*_CONNECTION_ERRORS):  # else the list expires by itself
+            client.delete(key)
     return [results[i] for i in dispatch.frame_ids]

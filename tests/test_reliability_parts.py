@@ -1,0 +1,148 @@
+"""The reliability parts on their own: error classes, the DLQ record, fetch wait, stall
+watch, inference deadline."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+import redis
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
+
+from framewire.settings import DLQ_VALUE_CEILING, Settings, SettingsError
+from schemas.dlq import MAX_CARRIED_HEADER_BYTES, DeadLetter, dead_letter
+from workers.deadline import InferenceDeadline
+from workers.flow import FetchWait, StallWatch
+from workers.sinks.errors import is_retriable
+
+
+@pytest.mark.parametrize(
+    "error",
+    [KafkaTimeoutError(), NotLeaderForPartitionError(), KafkaConnectionError(),
+     redis.ConnectionError(), redis.TimeoutError(), redis.exceptions.BusyLoadingError(),
+     ConnectionResetError()],
+)  # fmt: skip
+def test_what_heals_by_itself_is_retried(error):
+    assert is_retriable(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [MessageSizeTooLargeError(), TopicAuthorizationFailedError(),
+     redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+     redis.DataError("Invalid input of type: 'dict'"), TypeError("not serialisable")],
+)  # fmt: skip
+def test_what_never_will_is_permanent(error):
+    assert not is_retriable(error)
+
+
+def test_a_dlq_record_of_a_huge_value_keeps_a_prefix_and_says_what_the_original_was():
+    value = bytes(range(256)) * 50_000  # 12.8 MB
+    record = dead_letter(
+        b"cam-1", value, [("fw-frame-id", b"f1")], ("t.frames", 2, 41), "too big", "schema",
+        "w1", 1_000_000,
+    )  # fmt: skip
+    assert record.value == value[:1_000_000]
+    size = len(record.value) + sum(len(n) + len(v) for n, v in record.headers) + len(b"cam-1")
+    assert size < 1_048_588, "a stock Apache Kafka accepts it"
+    letter = DeadLetter.from_record(record.key, record.value, record.headers)
+    assert (letter.original_topic, letter.original_partition, letter.original_offset) == (
+        "t.frames", 2, 41,
+    )  # fmt: skip
+    assert letter.original_size == len(value)
+    assert letter.original_sha256 == hashlib.sha256(value).hexdigest()
+    assert letter.incomplete == ("value",) and not letter.complete
+    assert letter.headers == [("fw-frame-id", b"f1")]
+
+
+def test_a_dlq_record_drops_headers_and_keys_too_large_to_carry():
+    headers = [("fw-frame-id", b"f1"), ("junk", b"x" * MAX_CARRIED_HEADER_BYTES)]
+    record = dead_letter(b"k" * 10_000, b"small", headers, ("t", 0, 1), "r", "schema", "w", 100)
+    letter = DeadLetter.from_record(record.key, record.value, record.headers)
+    assert record.key is None and letter.headers == []
+    assert letter.incomplete == ("headers", "key")
+    assert letter.value == b"small"
+
+
+def test_a_small_record_goes_to_the_dlq_whole():
+    record = dead_letter(b"k", b"abc", [("fw-seq", b"1")], ("t", 0, 1), "r", "decode", "w", 100)
+    letter = DeadLetter.from_record(record.key, record.value, record.headers)
+    assert letter.complete and letter.value == b"abc" and letter.key == b"k"
+    assert (letter.stage, letter.reason, letter.worker) == ("decode", "r", "w")
+
+
+def test_the_dlq_value_limit_never_exceeds_what_a_stock_kafka_accepts():
+    assert Settings.load(environ={}).dlq_max_value_bytes == DLQ_VALUE_CEILING
+    with pytest.raises(SettingsError, match="FRAMEWIRE_DLQ_MAX_VALUE_BYTES"):
+        Settings.load(environ={"FRAMEWIRE_DLQ_MAX_VALUE_BYTES": "2000000"})
+
+
+def test_the_fetch_wait_grows_while_fetches_come_back_empty_with_lag():
+    wait = FetchWait(min_ms=10, max_ms=1000)
+    assert [wait.after_poll(0, lag=500, paused=False) for _ in range(8)] == [
+        20, 40, 80, 160, 320, 640, 1000, 1000,
+    ]  # fmt: skip
+    assert wait.after_poll(50, lag=450, paused=False) == 1000, "keeps the wait that works"
+    assert wait.after_poll(0, lag=0, paused=False) == 10, "caught up: quick again"
+    assert wait.after_poll(0, lag=500, paused=True) == 10, "paused: empty polls are expected"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stall_is_lag_with_nothing_received_and_it_recovers_by_itself():
+    clock = Clock()
+    watch = StallWatch(after_s=10, clock=clock)
+    for second in range(1, 30):  # idle: no lag, nothing due
+        clock.now = second
+        watch.note_poll(0, lag=0, paused=False)
+        assert watch.check() is None
+    clock.now = 35
+    watch.note_poll(0, lag=0, paused=True)  # paused by backpressure: not a stall either
+    assert watch.check() is None
+    states = []
+    for second in range(36, 60):
+        clock.now = second
+        watch.note_poll(0, lag=1200, paused=False)
+        states.append(watch.check())
+    assert states.count("stalled") == 1 and states.index("stalled") == 10  # at 46 s
+    assert watch.stalled
+    clock.now = 61
+    watch.note_poll(25, lag=1175, paused=False)
+    assert watch.check() == "recovered" and not watch.stalled
+
+
+def test_a_stall_is_also_seen_when_the_poll_thread_itself_hangs():
+    clock = Clock()
+    watch = StallWatch(after_s=5, clock=clock)
+    watch.note_poll(0, lag=300, paused=False)
+    clock.now = 6  # no more polls noted at all
+    assert watch.check() == "stalled"
+
+
+def test_the_inference_deadline_fires_only_past_the_deadline():
+    fired = []
+    running: list = [None]
+    deadline = InferenceDeadline(5.0, lambda: running[0], lambda items, s: fired.append(items))
+    deadline.check()
+    running[0] = (time.time() - 1, ["a"])
+    deadline.check()
+    assert fired == []
+    running[0] = (time.time() - 6, ["a", "b"])
+    deadline.check()
+    assert fired == [["a", "b"]]
+    off = InferenceDeadline(0, lambda: (0.0, ["x"]), lambda items, s: fired.append(items))
+    off.check()
+    assert len(fired) == 1, "0 turns it off"

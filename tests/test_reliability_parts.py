@@ -84,14 +84,29 @@ def test_the_dlq_value_limit_never_exceeds_what_a_stock_kafka_accepts():
         Settings.load(environ={"FRAMEWIRE_DLQ_MAX_VALUE_BYTES": "2000000"})
 
 
-def test_the_fetch_wait_grows_while_fetches_come_back_empty_with_lag():
+def test_the_fetch_wait_grows_while_the_broker_holds_records_it_does_not_send():
     wait = FetchWait(min_ms=10, max_ms=1000)
-    assert [wait.after_poll(0, lag=500, paused=False) for _ in range(8)] == [
+    assert [wait.after_poll(0, behind=True, starving=False) for _ in range(8)] == [
         20, 40, 80, 160, 320, 640, 1000, 1000,
     ]  # fmt: skip
-    assert wait.after_poll(50, lag=450, paused=False) == 1000, "keeps the wait that works"
-    assert wait.after_poll(0, lag=0, paused=False) == 10, "caught up: quick again"
-    assert wait.after_poll(0, lag=500, paused=True) == 10, "paused: empty polls are expected"
+    assert wait.after_poll(50, behind=True, starving=False) == 1000, "keeps the wait that works"
+    assert wait.after_poll(50, behind=False, starving=False) == 500, "caught up: halves"
+    assert [wait.after_poll(0, behind=False, starving=False) for _ in range(6)] == [
+        250, 125, 62, 31, 15, 10,
+    ]  # fmt: skip
+
+
+def test_records_arriving_between_polls_never_lengthen_the_wait():
+    wait = FetchWait(min_ms=10, max_ms=1000)
+    for _ in range(100):  # a steady stream: some polls bring a frame, some nothing
+        assert wait.after_poll(1, behind=False, starving=False) == 10
+        assert wait.after_poll(0, behind=False, starving=False) == 10
+
+
+def test_the_fetch_wait_grows_when_nothing_comes_although_there_is_lag():
+    wait = FetchWait(min_ms=10, max_ms=1000)
+    # The high watermark can be stale when fetches come back with nothing at all.
+    assert wait.after_poll(0, behind=False, starving=True) == 20
 
 
 class Clock:

@@ -22,7 +22,7 @@ from framewire.log import get_logger
 from framewire.settings import Settings
 from workers import metrics
 from workers.deliveries import DeliveryCounter
-from workers.flow import FETCH_WAIT_MIN_MS, FetchWait, StallWatch
+from workers.flow import FETCH_WAIT_MIN_MS, STARVING_AFTER_S, FetchWait, StallWatch
 from workers.offsets import OffsetTracker, Partition
 from workers.threads import name_os_thread
 from workers.work import WorkItem
@@ -130,12 +130,25 @@ class FramePoller(threading.Thread):
 
     def _watch_flow(self, consumer: KafkaConsumer, received: int) -> None:
         lag = sum(self.lag.values())
-        wait_ms = self.fetch_wait.after_poll(received, lag, self.paused)
+        self.stall.note_poll(received, lag, self.paused)
+        starving = lag > 0 and not self.paused and self.stall.silent_for_s() >= STARVING_AFTER_S
+        wait_ms = self.fetch_wait.after_poll(received, self._behind(consumer), starving)
         # kafka-python reads the wait from its fetcher's config for each fetch it builds;
         # there is no public setter.
         consumer._fetcher.config["fetch_max_wait_ms"] = wait_ms
         metrics.FETCH_WAIT.set(wait_ms)
-        self.stall.note_poll(received, lag, self.paused)
+
+    def _behind(self, consumer: KafkaConsumer) -> bool:
+        """Whether the last fetch response said the broker holds records past our position
+        on a partition that is not paused."""
+        if self.paused:
+            return False
+        for p in self.assigned:
+            tp = TopicPartition(*p)
+            end = consumer.highwater(tp)
+            if end is not None and end > consumer.position(tp):
+                return True
+        return False
 
     def _apply_backpressure(self, consumer: KafkaConsumer) -> None:
         """Pause at the in-flight limit, resume at half of it (hysteresis)."""

@@ -3,12 +3,15 @@
 `up` starts a broker and a Redis on loopback (unless FRAMEWIRE_KAFKA_BOOTSTRAP /
 FRAMEWIRE_REDIS_URL point at running services), records what it started in
 `<state_dir>/stack/stack.json`, and creates the topics. `down` stops exactly the
-processes recorded there. Each method returns the lines to show the user.
+processes recorded there. `up(fresh=True)` first stops the embedded servers so that they
+start empty. `status` also says what the broker holds (framewire/stack_usage.py). Each
+method returns the lines to show the user.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +19,12 @@ from urllib.parse import urlsplit
 from framewire.kafka import create_topics, kafka_answers
 from framewire.servers import SERVERS, EmbeddedServer, ServerError, redis_answers
 from framewire.settings import Settings, env_name
+from framewire.stack_usage import WARN_RECORDS, rss_bytes, topic_usage, usage_lines
+
+# What a Redis server could leave in its --dir (RDB snapshot, append-only file before and
+# since Redis 7). The embedded Redis runs with persistence off; --fresh removes them anyway,
+# so a file from another configuration can never bring old results back.
+_REDIS_PERSISTENCE = ("dump.rdb", "appendonly.aof", "appendonlydir")
 
 
 @dataclass(frozen=True)
@@ -47,15 +56,18 @@ class LocalStack:
         self.settings = settings
         self.dir = settings.state_dir / "stack"
         self.targets = targets(settings, kafka_port, redis_port)
+        self._ports_given = {"kafka": kafka_port, "redis": redis_port}
         self.addresses: dict[str, str] = {}  # setting name -> address, filled by up()
 
     @property
     def state_file(self) -> Path:
         return self.dir / "stack.json"
 
-    def up(self) -> list[str]:
-        lines: list[str] = []
+    def up(self, fresh: bool = False) -> list[str]:
+        """Start what is not running; fresh=True stops the embedded servers first, so the
+        broker and Redis start empty (every frame and result they held is discarded)."""
         running = self._load()
+        lines: list[str] = self._discard(running) if fresh else []
         started: list[EmbeddedServer] = []
         addresses: dict[str, str] = {}
         try:
@@ -93,7 +105,19 @@ class LocalStack:
         self.state_file.unlink(missing_ok=True)
         return lines
 
-    def status(self) -> list[str]:
+    def embedded_pid(self, kind: str, address: str | None = None) -> int | None:
+        """The pid of the embedded server of kind ("kafka", "redis") recorded here, while it
+        runs and, when address is given, serves there (the address `stack up` tells users to
+        export counts as embedded, not external); else None."""
+        server = self._load().get(kind)
+        if server is None or not server.running():
+            return None
+        if address is not None and server.address != address:
+            return None
+        return server.pid
+
+    def status(self, warn_records: int = WARN_RECORDS) -> list[str]:
+        """What runs where; what the broker holds, with a warning past warn_records."""
         running = self._load()
         lines = []
         for target in self.targets:
@@ -113,6 +137,44 @@ class LocalStack:
                 )
             else:
                 lines.append(f"{target.kind}: dead (pid {server.pid} is gone; run stack down)")
+        return lines + self._usage(warn_records)
+
+    def _usage(self, warn_records: int) -> list[str]:
+        kafka = next(t for t in self.targets if t.kind == "kafka")
+        server = self._load().get("kafka")
+        address = kafka.external_address(self.settings)
+        if address is None and server is not None and server.running():
+            address = server.address
+        if address is None or not kafka_answers(address):
+            return []
+        usage = topic_usage(self.settings.replace(kafka_bootstrap=address))
+        pid = self.embedded_pid("kafka", address)
+        return usage_lines(usage, rss_bytes(pid), embedded=pid is not None,
+                           warn_records=warn_records)  # fmt: skip
+
+    def _discard(self, running: dict[str, EmbeddedServer]) -> list[str]:
+        """Stop the embedded servers (in-memory: they come back empty) and remove any Redis
+        persistence file; a server restarts on its recorded port unless one was given."""
+        lines = []
+        for i, target in enumerate(self.targets):
+            if target.external_address(self.settings):
+                lines.append(f"{target.kind}: external, --fresh leaves it as it is")
+                continue
+            server = running.pop(target.kind, None)
+            if server is None:
+                continue
+            if server.running():
+                server.stop()
+                lines.append(f"{target.kind}: stopped (pid {server.pid}) to start empty")
+            if self._ports_given[target.kind] is None:
+                self.targets[i] = Target(target.kind, target.setting, server.port)
+        self._save(running)
+        for name in _REDIS_PERSISTENCE:
+            path = self.dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         return lines
 
     def _bring_up(

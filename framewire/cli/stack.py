@@ -7,6 +7,7 @@ import click
 from framewire.kafka import create_topics
 from framewire.settings import Settings
 from framewire.stack import LocalStack
+from framewire.stack_usage import WARN_RECORDS
 
 port_option = click.IntRange(1, 65535)
 
@@ -19,10 +20,20 @@ def stack() -> None:
 @stack.command()
 @click.option("--kafka-port", type=port_option, help="[FRAMEWIRE_STACK_KAFKA_PORT, 9092]")
 @click.option("--redis-port", type=port_option, help="[FRAMEWIRE_STACK_REDIS_PORT, 6379]")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="stop the embedded broker and Redis first and start them empty: DISCARDS every "
+    "frame and result they hold (external services are left alone)",
+)
 @click.pass_obj
-def up(settings: Settings, kafka_port: int | None, redis_port: int | None) -> None:
-    """Start what is not configured externally, wait until it answers, create topics."""
-    _echo(LocalStack(settings, kafka_port, redis_port).up())
+def up(settings: Settings, kafka_port: int | None, redis_port: int | None, fresh: bool) -> None:
+    """Start what is not configured externally, wait until it answers, create topics.
+
+    The embedded broker keeps every record in memory and gets slower as it fills
+    (`stack status` warns): `--fresh` restarts it empty, on the same ports.
+    """
+    _echo(LocalStack(settings, kafka_port, redis_port).up(fresh=fresh))
 
 
 @stack.command()
@@ -33,10 +44,17 @@ def down(settings: Settings) -> None:
 
 
 @stack.command()
+@click.option(
+    "--warn-records",
+    type=click.IntRange(0),
+    default=WARN_RECORDS,
+    show_default=True,
+    help="warn when the embedded broker holds more records than this in one topic",
+)
 @click.pass_obj
-def status(settings: Settings) -> None:
-    """Say what runs where."""
-    _echo(LocalStack(settings).status())
+def status(settings: Settings, warn_records: int) -> None:
+    """Say what runs where, and what the broker holds (records per topic, memory)."""
+    _echo(LocalStack(settings).status(warn_records))
 
 
 @click.group()

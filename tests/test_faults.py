@@ -42,6 +42,7 @@ from tests.worker_harness import (
     wait_for_results,
     wait_until,
 )
+from workers.deadline import EXIT_CODE
 
 
 @pytest.fixture
@@ -108,27 +109,33 @@ def test_an_oversized_record_is_dead_lettered_with_its_coordinates_and_the_flow_
     assert letter.value == huge[: fault_settings.dlq_max_value_bytes]
 
 
-def test_a_frame_that_crashes_its_worker_three_times_is_dead_lettered_as_poison(
-    fault_settings, tmp_path
+@pytest.mark.parametrize(
+    ("fault", "exit_code"),
+    [("crash-decode", -signal.SIGABRT),  # a native decoder crash
+     ("hang-inference", EXIT_CODE)],  # a model that hangs: the inference deadline ends it
+)  # fmt: skip
+def test_a_frame_that_stops_its_worker_three_times_is_dead_lettered_as_poison(
+    fault_settings, tmp_path, fault, exit_code
 ):
     frames = synthetic_frames(30, streams=2, seed=3)
     poison = frames[10]
-    env = {"FRAMEWIRE_TEST_FAULTS": f"crash-decode:{poison.frame_id}"}
+    settings = fault_settings.replace(inference_deadline_s=2.0)
+    env = {"FRAMEWIRE_TEST_FAULTS": f"{fault}:{poison.frame_id}"}
     good_ids = [f.frame_id for f in frames if f is not poison]
-    publish(fault_settings, frames)
+    publish(settings, frames)
     exits = []
     while True:  # what a supervisor (Kubernetes, compose) does: start it again
-        worker = WorkerProcess(fault_settings, tmp_path, **env)
-        if not _crashes(worker, fault_settings, good_ids):
+        worker = WorkerProcess(settings, tmp_path, **env)
+        if not _crashes(worker, settings, good_ids):
             break
         exits.append(worker.stop())
-        assert len(exits) <= 3, f"crashed {len(exits)} times"
+        assert len(exits) <= 3, f"stopped {len(exits)} times"
     try:
-        assert exits == [-signal.SIGABRT] * 3
-        assert_answered_exactly_once(fault_settings, [f for f in frames if f is not poison])
+        assert exits == [exit_code] * 3
+        assert_answered_exactly_once(settings, [f for f in frames if f is not poison])
     finally:
         assert worker.stop() == 0
-    (letter,) = dead_letters(fault_settings, 1)
+    (letter,) = dead_letters(settings, 1)
     assert letter.stage == "poison" and letter.reason == "poison: 3 deliveries"
     assert dict(letter.headers)["fw-frame-id"] == poison.frame_id.encode()
     assert letter.complete and letter.value == poison.data

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+import redis
+from kafka import KafkaProducer
 
 from framewire.kafka import kafka_answers, partitions_of
 from framewire.servers import EmbeddedKafka, EmbeddedRedis, free_port, port_in_use, redis_answers
@@ -144,3 +146,60 @@ def test_help_lists_every_verb_and_pending_ones_say_so():
     pending = framewire("monitor", env={})
     assert pending.returncode == 1
     assert "not implemented yet" in pending.stderr
+
+
+def _publish(address: str, topic: str, count: int) -> None:
+    """count records, one batch each (flushed one by one), as a live camera writes them."""
+    producer = KafkaProducer(bootstrap_servers=address, linger_ms=0)
+    try:
+        for i in range(count):
+            producer.send(topic, key=b"cam", value=b"x" * 1000 + str(i).encode())
+            producer.flush()
+    finally:
+        producer.close()
+
+
+def test_status_counts_what_the_broker_holds_and_fresh_starts_it_empty(state_env, tmp_path):
+    kafka_port, redis_port = free_port(), free_port()
+    up = framewire("stack", "up", "--kafka-port", str(kafka_port), "--redis-port",
+                   str(redis_port), env=state_env)  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    kafka, redis_url = f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0"
+    _publish(kafka, "framewire.frames", 30)
+    client = redis.Redis.from_url(redis_url)
+    client.set("fw:result:before-fresh", "{}")
+    stack_dir = tmp_path / "state" / "stack"
+    (stack_dir / "dump.rdb").write_bytes(b"REDIS0009")  # as if persistence had been on
+
+    status = framewire("stack", "status", "--warn-records", "10", env=state_env)
+    assert status.returncode == 0, status.stderr
+    assert "framewire.frames: about 30 records on 4 partitions" in status.stdout
+    assert "framewire.results: empty, 4 partitions" in status.stdout
+    assert "broker resident memory:" in status.stdout
+    warnings = [line for line in status.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "framewire.frames holds about 30 records" in warnings[0]
+    # The address `stack up` tells users to export is still the embedded broker: it warns.
+    exported = {**state_env, "FRAMEWIRE_KAFKA_BOOTSTRAP": kafka}
+    assert "warning:" in framewire("stack", "status", "--warn-records", "10", env=exported).stdout
+    quiet = framewire("stack", "status", env=state_env)  # the default threshold: far off
+    assert "warning:" not in quiet.stdout
+
+    old_pids = json.loads((stack_dir / "stack.json").read_text())
+    fresh = framewire("stack", "up", "--fresh", env=state_env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "kafka: stopped" in fresh.stdout and f"kafka: started at {kafka}" in fresh.stdout
+    new_pids = json.loads((stack_dir / "stack.json").read_text())
+    assert new_pids["kafka"]["pid"] != old_pids["kafka"]["pid"]
+    assert new_pids["kafka"]["port"] == kafka_port  # same ports: exported addresses hold
+    after = framewire("stack", "status", "--warn-records", "10", env=state_env)
+    assert "framewire.frames: empty, 4 partitions" in after.stdout
+    assert "warning:" not in after.stdout
+    assert client.get("fw:result:before-fresh") is None
+    assert not (stack_dir / "dump.rdb").exists()
+    client.close()
+    assert framewire("stack", "down", env=state_env).returncode == 0
+
+
+def test_fresh_help_says_it_discards_everything():
+    result = framewire("stack", "up", "--help", env={})
+    assert "DISCARDS every frame and result" in " ".join(result.stdout.split())

@@ -19,7 +19,7 @@ from framewire.settings import Settings
 
 
 @click.command()
-@click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N")
+@click.option("--device", help="auto|cpu|cuda|cuda:N  [default: auto; cpu with --soak]")
 @click.option("--model", default="demo", show_default=True,
               help="demo, an architecture name (resnet18, resnet50: random weights), "
                    "or a model directory")  # fmt: skip
@@ -45,13 +45,38 @@ from framewire.settings import Settings
               help="benchmark the HTTP gateway against a naive Flask endpoint instead")  # fmt: skip
 @click.option("--concurrency", default="1,8,32", show_default=True,
               help="with --gateway: comma-separated concurrency levels")  # fmt: skip
+@click.option("--soak", "soak_minutes", type=click.FloatRange(min=0, min_open=True),
+              metavar="MINUTES",
+              help="soak run instead: live synthetic cameras into one worker for MINUTES, "
+                   "sampled every interval; ends with whether every frame was answered and "
+                   "the worker's memory stayed flat")  # fmt: skip
+@click.option("--soak-streams", type=click.IntRange(min=1), default=2, show_default=True,
+              help="with --soak: live cameras")  # fmt: skip
+@click.option("--soak-fps", type=click.FloatRange(min=0, min_open=True), default=15.0,
+              show_default=True, help="with --soak: frames per second of each camera")  # fmt: skip
+@click.option("--soak-interval-s", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="with --soak: seconds between samples")  # fmt: skip
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="with --soak: write the samples to this CSV file")  # fmt: skip
 @click.pass_obj
-def bench(settings: Settings, device: str, model: str, input_size: int, frame_size: str,
+def bench(settings: Settings, device: str | None, model: str, input_size: int, frame_size: str,
           frames: int, max_batch: int | None, load_seconds: float, naive_seconds: float,
           as_json: bool, plot: Path | None, profile: Path | None, gateway: bool,
-          concurrency: str) -> None:  # fmt: skip
+          concurrency: str, soak_minutes: float | None, soak_streams: int, soak_fps: float,
+          soak_interval_s: float, csv_path: Path | None) -> None:  # fmt: skip
     """Measure model-only and decode ceilings, pipeline saturation, latency at 10/50/80%
-    load and the naive one-frame-at-a-time baseline, on one device and model."""
+    load and the naive one-frame-at-a-time baseline, on one device and model.
+
+    With --soak MINUTES: a long run of live cameras instead (docs/PERFORMANCE.md, Soak)."""
+    if soak_minutes is not None:
+        if gateway:
+            raise click.ClickException("--soak and --gateway are separate runs: pick one")
+        _soak(settings, soak_minutes, soak_streams, soak_fps, soak_interval_s, device or "cpu",
+              frame_size, as_json, plot, csv_path)  # fmt: skip
+        return
+    if csv_path is not None:
+        raise click.ClickException("--csv goes with --soak")
+    device = device or "auto"
     if gateway:
         _gateway(settings, _concurrencies(concurrency), frames, device, as_json)
         return
@@ -88,6 +113,36 @@ def bench(settings: Settings, device: str, model: str, input_size: int, frame_si
             raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(format_json(summary))
+
+
+def _soak(settings: Settings, minutes: float, streams: int, fps: float, interval_s: float,
+          device: str, frame_size: str, as_json: bool, plot: Path | None,
+          csv_path: Path | None) -> None:  # fmt: skip
+    from framewire.bench.options import BenchOptionError, parse_frame_size
+    from framewire.bench.plot import PlotUnavailable
+    from framewire.bench.soak import SoakOptions, draw, format_summary, run_soak, write_csv
+    from framewire.worker_process import WorkerExited
+
+    try:
+        width, height = parse_frame_size(frame_size)
+        options = SoakOptions(minutes=minutes, streams=streams, fps=fps, interval_s=interval_s,
+                              device=device, frame_width=width, frame_height=height)  # fmt: skip
+        summary = run_soak(settings, options, click.echo)
+    except (BenchOptionError, ValueError) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    except WorkerExited as exc:  # before the cameras start; the log path was printed above
+        raise click.ClickException(f"{str(exc).splitlines()[0]} (see the worker log)") from None
+    click.echo("")
+    click.echo(format_summary(summary))
+    if csv_path is not None:
+        click.echo(f"csv: {write_csv(summary, csv_path)}")
+    if plot is not None:
+        try:
+            click.echo(f"plot: {draw(summary, plot)}")
+        except PlotUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
 
 
 def _concurrencies(text: str) -> list[int]:

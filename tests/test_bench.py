@@ -11,30 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from framewire.bench import REQUIRED_FIELDS, BenchOptionError, parse_frame_size
 from framewire.bench import profile as profile_module
 from framewire.bench.frames import FramePool
 from framewire.bench.profile import record_command
 from framewire.bench.report import LOAD_FIELDS
-from framewire.cli import cli
 from framewire.settings import Settings
 from schemas import Frame
+from tests.cli_helpers import invoke
 from workers.decode import FrameDecoder
 from workers.models.spec import InputSpec, prepare
 
 
 def _invoke(settings: Settings, *args: str):
-    global_flags = [
-        "--kafka-bootstrap", settings.kafka_bootstrap,
-        "--redis-url", settings.redis_url,
-        "--topic-prefix", settings.topic_prefix,
-        "--state-dir", str(settings.state_dir),
-    ]  # fmt: skip
-    return CliRunner().invoke(
-        cli, [*global_flags, "bench", *args], env={"FRAMEWIRE_PARTITIONS": "2"}
-    )
+    return invoke(settings, "bench", *args, env={"FRAMEWIRE_PARTITIONS": "2"})
 
 
 @pytest.mark.timeout(150)

@@ -11,15 +11,14 @@ import re
 import time
 
 import pytest
-from click.testing import CliRunner
 from kafka import KafkaProducer
 
-from framewire.cli import cli
 from framewire.dlq import parse_id, parse_since, reason_group
 from framewire.kafka import producer_config
 from framewire.settings import Settings
 from schemas import Frame
 from schemas.dlq import DLQ_HEADERS, H_ERROR, H_INCOMPLETE, dead_letter
+from tests.cli_helpers import invoke
 from tests.kafka_helpers import read_records
 
 HOUR_MS = 3_600_000
@@ -27,11 +26,7 @@ HOUR_MS = 3_600_000
 
 def run(settings: Settings, *args: str) -> tuple[int, str]:
     """`framewire dlq ARGS` in this process; (exit code, output with stderr)."""
-    result = CliRunner().invoke(
-        cli,
-        ["--kafka-bootstrap", settings.kafka_bootstrap, "--redis-url", settings.redis_url,
-         "--topic-prefix", settings.topic_prefix, "--log-format", "json", "dlq", *args],
-    )  # fmt: skip
+    result = invoke(settings, "dlq", *args)
     return result.exit_code, result.output
 
 

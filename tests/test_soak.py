@@ -9,23 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from framewire.bench.soak import Sample, rss_slope_mb_per_10min
-from framewire.cli import cli
 from framewire.settings import Settings
+from tests.cli_helpers import invoke
 
 
 def _invoke(settings: Settings, *args: str):
-    global_flags = [
-        "--kafka-bootstrap", settings.kafka_bootstrap,
-        "--redis-url", settings.redis_url,
-        "--topic-prefix", settings.topic_prefix,
-        "--state-dir", str(settings.state_dir),
-    ]  # fmt: skip
-    return CliRunner().invoke(
-        cli, [*global_flags, "bench", *args], env={"FRAMEWIRE_PARTITIONS": "2"}
-    )
+    return invoke(settings, "bench", *args, env={"FRAMEWIRE_PARTITIONS": "2"})
 
 
 @pytest.mark.timeout(90)

@@ -105,12 +105,9 @@ def bench(settings: Settings, device: str | None, model: str, input_size: int, f
     click.echo("")
     click.echo(format_table(summary))
     if plot is not None:
-        from framewire.bench.plot import PlotUnavailable, draw
+        from framewire.bench.plot import draw
 
-        try:
-            click.echo(f"plot: {draw(summary, plot)}")
-        except PlotUnavailable as exc:
-            raise click.ClickException(str(exc)) from None
+        _draw(draw, summary, plot)
     if as_json:
         click.echo(format_json(summary))
 
@@ -119,7 +116,6 @@ def _soak(settings: Settings, minutes: float, streams: int, fps: float, interval
           device: str, frame_size: str, as_json: bool, plot: Path | None,
           csv_path: Path | None) -> None:  # fmt: skip
     from framewire.bench.options import BenchOptionError, parse_frame_size
-    from framewire.bench.plot import PlotUnavailable
     from framewire.bench.soak import SoakOptions, draw, format_summary, run_soak, write_csv
     from framewire.worker_process import WorkerExited
 
@@ -137,12 +133,19 @@ def _soak(settings: Settings, minutes: float, streams: int, fps: float, interval
     if csv_path is not None:
         click.echo(f"csv: {write_csv(summary, csv_path)}")
     if plot is not None:
-        try:
-            click.echo(f"plot: {draw(summary, plot)}")
-        except PlotUnavailable as exc:
-            raise click.ClickException(str(exc)) from None
+        _draw(draw, summary, plot)
     if as_json:
         click.echo(json.dumps(summary, sort_keys=True))
+
+
+def _draw(draw: Any, summary: dict[str, Any], plot: Path) -> None:
+    """Draw a summary's plot, or end with the one-line reason it cannot be drawn."""
+    from framewire.bench.plot import PlotUnavailable
+
+    try:
+        click.echo(f"plot: {draw(summary, plot)}")
+    except PlotUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _concurrencies(text: str) -> list[int]:

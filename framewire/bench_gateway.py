@@ -26,8 +26,8 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
-from framewire.kafka import create_topics
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.settings import Settings
 from framewire.worker_process import WorkerProcess
 from producers.synthetic import SyntheticSource
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from framewire.kafka import create_topics, topic_reader
+from foundation.kafka import create_topics, topic_reader
+from foundation.settings import Settings
 from framewire.result_stats import ResultStats
 from framewire.services import ensure_services
-from framewire.settings import Settings
 from framewire.worker_process import WorkerProcess
 from producers.publisher import Publisher
 from producers.synthetic import SyntheticSource

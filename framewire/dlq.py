@@ -25,8 +25,8 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from framewire.kafka import CLIENT_ID, producer_config
-from framewire.settings import Settings
+from foundation.kafka import CLIENT_ID, producer_config
+from foundation.settings import Settings
 from schemas.dlq import DLQ_HEADERS, DeadLetter, Headers
 from schemas.frame import H_FRAME_ID, H_STREAM_ID
 

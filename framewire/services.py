@@ -7,9 +7,9 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from framewire.kafka import kafka_answers
-from framewire.servers import free_port, redis_answers
-from framewire.settings import Settings
+from foundation.kafka import kafka_answers
+from foundation.servers import free_port, redis_answers
+from foundation.settings import Settings
 from framewire.stack import LocalStack
 
 Echo = Callable[[str], None]

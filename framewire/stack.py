@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from framewire.kafka import create_topics, kafka_answers
-from framewire.servers import SERVERS, EmbeddedServer, ServerError, redis_answers
-from framewire.settings import Settings, env_name
+from foundation.kafka import create_topics, kafka_answers
+from foundation.servers import SERVERS, EmbeddedServer, ServerError, redis_answers
+from foundation.settings import Settings, env_name
 from framewire.stack_usage import WARN_RECORDS, rss_bytes, topic_usage, usage_lines
 
 # What a Redis server could leave in its --dir (RDB snapshot, append-only file before and

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from framewire.kafka import CLIENT_ID, TOPIC_NAMES
-from framewire.settings import Settings
+from foundation.kafka import CLIENT_ID, TOPIC_NAMES
+from foundation.settings import Settings
 
 # Records in one topic past which `stack status` warns (embedded broker only).
 # Why this number: the broker's cost per fetch grows with the record batches held in the

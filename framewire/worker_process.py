@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 
 _names = itertools.count()
 

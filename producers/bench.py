@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from framewire.kafka import create_topics
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.settings import Settings
 from producers.encode import encode_image
 from producers.publisher import Publisher
 from producers.synthetic import CLASSES, render_scene
@@ -83,7 +83,7 @@ def main() -> None:
     server = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from framewire.servers import EmbeddedKafka, free_port
+        from foundation.servers import EmbeddedKafka, free_port
 
         server = EmbeddedKafka(free_port(), Path(tempfile.mkdtemp(prefix="fw-bench-")))
         server.start()

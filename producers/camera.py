@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 from producers.capture import is_network, open_capture, parse_target
 from producers.encode import FrameEncoder
 from producers.pacing import Pacer

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 
 log = get_logger(__name__)
 

@@ -55,9 +55,9 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from framewire.kafka import producer_config
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.kafka import producer_config
+from foundation.log import get_logger
+from foundation.settings import Settings
 from producers.progress import Progress
 from schemas import Frame
 

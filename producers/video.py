@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 from producers.capture import open_capture
 from producers.encode import FrameEncoder
 from producers.errors import SourceError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner, Result
 
+from foundation.settings import Settings
 from framewire.cli import cli
-from framewire.settings import Settings
 
 
 def invoke(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Result:

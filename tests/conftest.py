@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from framewire.kafka import create_topics
-from framewire.servers import EmbeddedKafka, EmbeddedRedis, free_port
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.servers import EmbeddedKafka, EmbeddedRedis, free_port
+from foundation.settings import Settings
 
 _test_numbers = itertools.count()
 

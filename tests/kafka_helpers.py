@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 from schemas import Frame
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foundation.settings import Settings
 from framewire.bench import REQUIRED_FIELDS, BenchOptionError, parse_frame_size
 from framewire.bench import profile as profile_module
 from framewire.bench.frames import FramePool
 from framewire.bench.profile import record_command
 from framewire.bench.report import LOAD_FIELDS
-from framewire.settings import Settings
 from schemas import Frame
 from tests.cli_helpers import invoke
 from workers.decode import FrameDecoder

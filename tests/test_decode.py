@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from foundation.imageinfo import ImageInfoError, check_complete, image_size
 from schemas import Frame
 from workers.decode import FrameDecoder
-from workers.imageinfo import ImageInfoError, check_complete, image_size
 from workers.models.spec import InputSpec
 from workers.work import WorkItem
 

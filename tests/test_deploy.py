@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 import yaml
 
+from foundation.settings import describe
 from framewire.cli import cli
-from framewire.settings import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {variable for variable, _, _ in describe()}

@@ -13,9 +13,9 @@ import time
 import pytest
 from kafka import KafkaProducer
 
+from foundation.kafka import producer_config
+from foundation.settings import Settings
 from framewire.dlq import parse_id, parse_since, reason_group
-from framewire.kafka import producer_config
-from framewire.settings import Settings
 from schemas import Frame
 from schemas.dlq import DLQ_HEADERS, H_ERROR, H_INCOMPLETE, dead_letter
 from tests.cli_helpers import invoke

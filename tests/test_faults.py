@@ -24,10 +24,10 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from framewire.kafka import create_topics
-from framewire.rediskeys import stream_key
-from framewire.servers import EmbeddedKafka, free_port
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.rediskeys import stream_key
+from foundation.servers import EmbeddedKafka, free_port
+from foundation.settings import Settings
 from framewire.worker_process import WorkerProcess
 from producers.gateway import create_app, gateway_state
 from schemas import Frame, new_frame_id, now_ms

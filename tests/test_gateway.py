@@ -20,9 +20,9 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from framewire.kafka import create_topics
-from framewire.servers import EmbeddedKafka, EmbeddedRedis
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.servers import EmbeddedKafka, EmbeddedRedis
+from foundation.settings import Settings
 from framewire.worker_process import WorkerProcess
 from producers.gateway import create_app, gateway_state
 from producers.synthetic import SyntheticSource

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flask import Flask
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 from producers.gateway import create_app, gateway_state
 from producers.synthetic import SyntheticSource
 from tests.kafka_helpers import read_records

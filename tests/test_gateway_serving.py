@@ -9,8 +9,8 @@ import sys
 import time
 import urllib.request
 
+from foundation.servers import free_port
 from framewire.bench_gateway import run_gateway_bench
-from framewire.servers import free_port
 
 SYSTEM_FIELDS = {"requests", "rps", "p50_ms", "p95_ms", "p99_ms", "errors", "mean_batch"}
 

@@ -4,7 +4,7 @@ import logging
 import pytest
 import structlog
 
-from framewire.log import bound_context, configure_logging, get_logger
+from foundation.log import bound_context, configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from framewire.train_demo import train_demo_model
 from producers.synthetic import CLASSES, synthetic_dataset
 from workers.engine import InferenceEngine
 from workers.models.architectures import ARCHITECTURES, SmallCNN, resnet18, resnet50
@@ -22,7 +23,6 @@ from workers.models.loader import (
     save_model,
 )
 from workers.models.spec import IMAGENET_MEAN, InputSpec, ModelCard, prepare
-from workers.models.train_demo import train_demo_model
 
 LABELS = ["a", "b", "c"]
 

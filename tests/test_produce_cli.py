@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from foundation.settings import Settings
 from framewire.cli import cli
-from framewire.settings import Settings
 from producers.synthetic import CLASSES
 from tests.kafka_helpers import decode_image, read_frames
 from tests.test_producers_sources import make_class_folders, write_video

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framewire.kafka import create_topics
-from framewire.servers import EmbeddedKafka, free_port
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.servers import EmbeddedKafka, free_port
+from foundation.settings import Settings
 from producers.progress import Progress
 from producers.publisher import BufferFullError, Publisher, PublishError
 from producers.synthetic import SyntheticSource

@@ -16,7 +16,7 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from framewire.settings import DLQ_VALUE_CEILING, Settings, SettingsError
+from foundation.settings import DLQ_VALUE_CEILING, Settings, SettingsError
 from schemas.dlq import MAX_CARRIED_HEADER_BYTES, DeadLetter, dead_letter
 from workers.deadline import InferenceDeadline
 from workers.flow import FetchWait, StallWatch

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from framewire.settings import Settings, SettingsError, describe
+from foundation.settings import Settings, SettingsError, describe
 
 
 def test_defaults_are_for_a_laptop():

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
+from foundation.settings import Settings
 from framewire.bench.soak import Sample, rss_slope_mb_per_10min
-from framewire.settings import Settings
 from tests.cli_helpers import invoke
 
 

@@ -12,9 +12,9 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from framewire.kafka import kafka_answers, partitions_of
-from framewire.servers import EmbeddedKafka, EmbeddedRedis, free_port, port_in_use, redis_answers
-from framewire.settings import Settings
+from foundation.kafka import kafka_answers, partitions_of
+from foundation.servers import EmbeddedKafka, EmbeddedRedis, free_port, port_in_use, redis_answers
+from foundation.settings import Settings
 
 
 def framewire(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

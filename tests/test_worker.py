@@ -10,8 +10,8 @@ import signal
 import pytest
 import redis
 
-from framewire.servers import EmbeddedRedis
-from framewire.settings import Settings
+from foundation.servers import EmbeddedRedis
+from foundation.settings import Settings
 from framewire.worker_process import WorkerProcess
 from tests.kafka_helpers import read_records
 from tests.worker_harness import (

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from framewire.servers import free_port
+from foundation.servers import free_port
 from framewire.worker_process import WorkerProcess, child_env
 from producers.synthetic import CLASSES
 from tests.worker_harness import publish, synthetic_frames, wait_for_results, wait_until

@@ -11,8 +11,8 @@ import uuid
 
 import redis
 
-from framewire.rediskeys import result_key
-from framewire.settings import Settings
+from foundation.rediskeys import result_key
+from foundation.settings import Settings
 from producers.pacing import Pacer
 from producers.publisher import Publisher
 from producers.synthetic import SyntheticSource

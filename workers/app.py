@@ -1,45 +1,22 @@
-"""The Celery application of the GPU workers.
+"""The Celery application of the GPU workers: the shared configuration
+(foundation/celery.py) plus the streaming consumer and the remote control commands.
 
-Redis is the broker and result backend (its own database, see Settings.celery_url). JSON
-only, never pickle: a task message is data from the network. Late acks, so a task whose
-worker dies is delivered again. Queues: `gpu` (the streaming workers' tasks) and
-`backfill` (batch jobs). The streaming consumer itself is not a task: it is a bootstep
-(workers/bootstep.py) that runs beside Celery's own consumer for the whole worker life.
+The streaming consumer is not a task: it is a bootstep (workers/bootstep.py) that runs
+beside Celery's own consumer for the whole worker life.
 """
 
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
 
-from framewire.settings import Settings
+from foundation.celery import celery_app
+from foundation.settings import Settings
 from workers.bootstep import StreamStep
-
-QUEUES = ("gpu", "backfill")
 
 
 def create_app(settings: Settings, stream: bool = True) -> Celery:
-    """The app; stream=False gives a client-only app (no streaming bootstep)."""
-    app = Celery("framewire", broker=settings.celery_url, backend=settings.celery_url)
-    app.conf.update(
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_serializer="json",
-        result_serializer="json",
-        event_serializer="json",
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_queues=[Queue(name) for name in QUEUES],
-        task_default_queue="gpu",
-        result_expires=3600,
-        # Flower shows tasks from these events.
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        worker_hijack_root_logger=False,
-        broker_connection_retry_on_startup=True,
-    )
-    app.framewire_settings = settings  # read by the bootstep in the worker
+    """The app; stream=False gives one without the streaming bootstep."""
+    app = celery_app(settings)
     if stream:
         app.steps["worker"].add(StreamStep)
     import workers.control  # noqa: F401  (registers the reload_model control command)

@@ -4,7 +4,7 @@ Configured from FRAMEWIRE_* variables. `framewire worker` builds its app itself
 (workers/app.py) so that CLI flags apply.
 """
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 from workers.app import create_app
 
 app = create_app(Settings.load())

@@ -12,9 +12,9 @@ import time
 import cv2
 import numpy as np
 
+from foundation.imageinfo import ImageInfoError, check_complete, image_size
 from schemas import Frame, SchemaError
 from workers import faults
-from workers.imageinfo import ImageInfoError, check_complete, image_size
 from workers.models.spec import InputSpec, prepare
 from workers.work import WorkItem
 

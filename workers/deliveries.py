@@ -25,8 +25,8 @@ import time
 
 import redis
 
-from framewire.log import get_logger
-from framewire.rediskeys import deliveries_key
+from foundation.log import get_logger
+from foundation.rediskeys import deliveries_key
 from workers import metrics
 from workers.offsets import Partition
 

@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 from workers import faults
 from workers.batcher import DynamicBatcher
 from workers.engine import InferenceEngine, PendingBatch

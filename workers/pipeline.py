@@ -21,8 +21,8 @@ from typing import Any
 
 import redis
 
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.log import get_logger
+from foundation.settings import Settings
 from schemas import Event
 from workers import metrics
 from workers.batcher import DynamicBatcher

@@ -18,8 +18,8 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.log import get_logger
+from foundation.settings import Settings
 from workers import metrics
 from workers.deliveries import DeliveryCounter
 from workers.flow import FETCH_WAIT_MIN_MS, STARVING_AFTER_S, FetchWait, StallWatch

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 from schemas import Event, Latency, ModelRef, Prediction, Result, Source
 from schemas.frame import now_ms
 from workers import metrics

@@ -16,9 +16,9 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from framewire.kafka import producer_config
-from framewire.rediskeys import result_key
-from framewire.settings import Settings
+from foundation.kafka import producer_config
+from foundation.rediskeys import result_key
+from foundation.settings import Settings
 from schemas import Latency, ModelRef, Prediction, Result, Source, now_ms
 from workers.decode import FrameDecoder
 from workers.engine import InferenceEngine

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from foundation.settings import Settings
 from framewire.bench.cpu import CpuMeter
 from framewire.bench.frames import FramePool
 from framewire.bench.profile import WorkerProfiler
 from framewire.bench.sink import Arrival, SinkReader
-from framewire.settings import Settings
 from producers.pacing import Pacer
 from producers.publisher import Publisher
 from schemas import now_ms

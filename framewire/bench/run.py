@@ -20,6 +20,8 @@ from typing import Any
 import redis
 import torch
 
+from foundation.kafka import create_topics
+from foundation.settings import Settings
 from framewire.bench import ceilings
 from framewire.bench.frames import FramePool, stream_ids
 from framewire.bench.model import model_directory
@@ -29,9 +31,7 @@ from framewire.bench.pipeline_load import measure_load, measure_saturation, publ
 from framewire.bench.profile import WorkerProfiler
 from framewire.bench.report import ratios
 from framewire.bench.sink import SinkReader
-from framewire.kafka import create_topics
 from framewire.services import ensure_services
-from framewire.settings import Settings
 from framewire.worker_process import WorkerExited, WorkerProcess
 from workers.engine import InferenceEngine, resolve_device
 from workers.models import load_model

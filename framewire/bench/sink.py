@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from framewire.rediskeys import stream_key
+from foundation.rediskeys import stream_key
 
 _READ_COUNT = 2000
 _BLOCK_MS = 200

@@ -33,11 +33,11 @@ from typing import Any
 
 import redis
 
+from foundation.kafka import create_topics
+from foundation.rediskeys import result_key
+from foundation.settings import Settings
 from framewire.bench.options import BenchOptionError
-from framewire.kafka import create_topics
-from framewire.rediskeys import result_key
 from framewire.services import ensure_services
-from framewire.settings import Settings
 from framewire.stack import LocalStack
 from framewire.stack_usage import rss_bytes
 from framewire.worker_process import WorkerProcess

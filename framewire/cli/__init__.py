@@ -12,6 +12,9 @@ from typing import Any
 import click
 from kafka.errors import KafkaError
 
+from foundation.log import configure_logging
+from foundation.servers import ServerError
+from foundation.settings import Settings, SettingsError
 from framewire.cli.bench import bench
 from framewire.cli.demo import demo
 from framewire.cli.dlq import dlq
@@ -22,9 +25,6 @@ from framewire.cli.results import results
 from framewire.cli.stack import stack, topics
 from framewire.cli.train_demo import train_demo
 from framewire.cli.worker import worker
-from framewire.log import configure_logging
-from framewire.servers import ServerError
-from framewire.settings import Settings, SettingsError
 from schemas import SchemaError
 
 # Exceptions that mean "the user's input or environment is wrong", shown as one line.

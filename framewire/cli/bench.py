@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
+from foundation.settings import Settings
 from framewire.services import ensure_services
-from framewire.settings import Settings
 
 
 @click.command()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from foundation.settings import Settings
 from framewire.demo import DemoOptions, format_summary, run_demo
-from framewire.settings import Settings
 
 
 @click.command()

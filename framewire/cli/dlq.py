@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import click
 
+from foundation.settings import Settings
 from framewire.dlq import (
     DlqEntry,
     DlqError,
@@ -23,7 +24,6 @@ from framewire.dlq import (
     reason_group,
     replay,
 )
-from framewire.settings import Settings
 from schemas.dlq import DLQ_HEADERS
 
 _REASON_CHARS = 60

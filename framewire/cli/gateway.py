@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 
 GUNICORN_CONFIG = "python:producers.gateway.gunicorn_conf"
 APP = "producers.gateway.wsgi:serve()"

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.log import get_logger
+from foundation.settings import Settings
 from producers.errors import SourceError
 from producers.publisher import Publisher, PublishError
 from schemas import Frame

@@ -7,9 +7,9 @@ import json
 import click
 import redis
 
-from framewire.kafka import topic_reader
-from framewire.rediskeys import result_key, stream_key
-from framewire.settings import Settings
+from foundation.kafka import topic_reader
+from foundation.rediskeys import result_key, stream_key
+from foundation.settings import Settings
 
 
 @click.group()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from framewire.kafka import create_topics
-from framewire.settings import Settings
+from foundation.kafka import create_topics
+from foundation.settings import Settings
 from framewire.stack import LocalStack
 from framewire.stack_usage import WARN_RECORDS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 
 
 @click.command("train-demo")
@@ -25,7 +25,7 @@ from framewire.settings import Settings
 def train_demo(settings: Settings, seed: int, samples: int, epochs: int, out: Path | None) -> None:
     """Train the demo model (SmallCNN, 64x64, six shape classes) and print its figures."""
     # Imported here: torch and the generator are heavy, and other verbs must start fast.
-    from workers.models.train_demo import train_demo_model
+    from framewire.train_demo import train_demo_model
 
     out_dir = out if out is not None else Path(settings.state_dir) / "models" / "demo-shapes"
     metrics = train_demo_model(

@@ -7,7 +7,7 @@ import socket
 
 import click
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 
 
 @click.command()
@@ -26,6 +26,7 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     the Celery pool is `solo`; decoding, batching and writing run in threads inside it.
     """
     # Imported here so that `framewire --help` does not pay for Celery and torch.
+    from foundation.celery import QUEUES
     from workers.app import create_app
 
     given = {key: value for key, value in flags.items() if value is not None}
@@ -37,7 +38,7 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
         [
             "worker",
             "--pool=solo",
-            f"--queues={','.join(('gpu', 'backfill'))}",
+            f"--queues={','.join(QUEUES)}",
             f"--hostname={node}",
             f"--loglevel={settings.log_level.upper()}",
             "--task-events",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.log import get_logger
+from foundation.settings import Settings
 from producers.gateway.errors import register_error_handlers
 from producers.gateway.resources import Resources
 from producers.gateway.routes import bp

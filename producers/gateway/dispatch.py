@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import redis
 
-from framewire.rediskeys import reply_key
+from foundation.rediskeys import reply_key
 from producers.gateway.images import Upload
 from producers.gateway.resources import Resources
 from schemas import Frame, new_frame_id, now_ms

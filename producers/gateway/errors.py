@@ -12,7 +12,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 
 log = get_logger(__name__)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 from producers.gateway.resources import Resources
 
 log = get_logger(__name__)

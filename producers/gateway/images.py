@@ -2,7 +2,7 @@
 
 The gateway reads the image header (format from the magic bytes, width and height) and
 checks that the file is complete, with the same pure functions the worker runs before it
-decodes (workers/imageinfo.py); it does not decode the pixels. Why not cv2.imdecode:
+decodes (foundation/imageinfo.py); it does not decode the pixels. Why not cv2.imdecode:
 
 - it would decode every image twice (here and in the worker), on the gateway's CPU, in a
   request thread: the gateway's job is to pass bytes along, the workers decode in a pool;
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from foundation.imageinfo import ImageInfoError, check_complete, image_size
 from producers.gateway.errors import ApiError
-from workers.imageinfo import ImageInfoError, check_complete, image_size
 
 # Content types a client may declare, and the frame/1 encoding each one means.
 CONTENT_TYPES = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/png": "png",

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from framewire.kafka import CLIENT_ID
-from framewire.settings import Settings
+from foundation.kafka import CLIENT_ID
+from foundation.settings import Settings
 
 LAG_MAX_AGE_S = 1.0
 _KAFKA_TIMEOUT_MS = 2_000

@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.log import get_logger
+from foundation.settings import Settings
 from producers.gateway.overload import LagMonitor
 from producers.publisher import Publisher
 
@@ -87,9 +87,9 @@ class Resources:
         )  # fmt: skip
 
     def _new_celery(self) -> Any:
-        from workers.app import create_app  # Celery is imported only if used
+        from foundation.celery import celery_app  # Celery is imported only if used
 
-        return create_app(self.settings, stream=False)
+        return celery_app(self.settings)
 
     def close(self) -> None:
         """Flush what was published and close every connection (tests, shutdown)."""

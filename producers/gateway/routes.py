@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from framewire.rediskeys import latest_key, result_key
+from foundation.rediskeys import latest_key, result_key
 from producers.gateway.dispatch import (
     DeadlineExceeded,
     PartlyPublished,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 from producers.gateway.auth import ApiKeys
 from producers.gateway.errors import ApiError
 from producers.gateway.health import Readiness

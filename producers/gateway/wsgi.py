@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from framewire.log import configure_logging
-from framewire.settings import Settings
+from foundation.log import configure_logging
+from foundation.settings import Settings
 from producers.gateway.app import create_app
 
 

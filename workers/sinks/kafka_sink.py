@@ -16,9 +16,9 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from framewire.kafka import producer_config
-from framewire.log import get_logger
-from framewire.settings import Settings
+from foundation.kafka import producer_config
+from foundation.log import get_logger
+from foundation.settings import Settings
 from schemas import Event
 from schemas.dlq import MAX_CARRIED_HEADER_BYTES, MAX_CARRIED_KEY_BYTES, dead_letter
 from workers import faults

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
-from framewire.rediskeys import latest_key, reply_key, result_key, stream_key
+from foundation.rediskeys import latest_key, reply_key, result_key, stream_key
 
 # One call per batch. KEYS: (result, latest, stream) per frame; ARGV: ttl, maxlen, then
 # (json, seq) per frame. A stream's latest seq is decoded once per call, not per frame.

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from framewire.log import get_logger
+from foundation.log import get_logger
 from workers.metrics import SINK_RETRIES
 from workers.sinks.errors import PermanentWriteError, describe, is_retriable
 

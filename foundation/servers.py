@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from framewire.kafka import kafka_answers
+from foundation.kafka import kafka_answers
 
 LOOPBACK = "127.0.0.1"
 

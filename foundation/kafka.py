@@ -13,7 +13,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
-from framewire.settings import Settings
+from foundation.settings import Settings
 
 # Topic suffixes of DESIGN.md; the prefix comes from FRAMEWIRE_TOPIC_PREFIX.
 TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq")

@@ -89,8 +89,8 @@ def run_gateway_bench(
 
 def naive_app(settings: Settings, device: str = "cpu") -> Flask:
     """The baseline: decode, preprocess and run the model inside the request, batch of 1."""
+    from models.loader import load_model, resolve_model
     from workers.engine import InferenceEngine
-    from workers.models.loader import load_model, resolve_model
 
     engine = InferenceEngine(
         load_model(resolve_model(settings.model or None)), device=device, max_batch=1

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.architectures import SmallCNN
+from models.loader import save_model
+from models.spec import InputSpec, ModelCard, prepare
 from producers.synthetic import CLASSES, synthetic_dataset
-from workers.models.architectures import SmallCNN
-from workers.models.loader import save_model
-from workers.models.spec import InputSpec, ModelCard, prepare
 
 DEMO_SIZE = 64
 CAMERA_SIZE = (320, 240)  # what `framewire produce synthetic` publishes by default

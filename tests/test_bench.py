@@ -18,10 +18,10 @@ from framewire.bench import profile as profile_module
 from framewire.bench.frames import FramePool
 from framewire.bench.profile import record_command
 from framewire.bench.report import LOAD_FIELDS
+from models.spec import InputSpec, prepare
 from schemas import Frame
 from tests.cli_helpers import invoke
 from workers.decode import FrameDecoder
-from workers.models.spec import InputSpec, prepare
 
 
 def _invoke(settings: Settings, *args: str):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from foundation.imageinfo import ImageInfoError, check_complete, image_size
+from models.spec import InputSpec
 from schemas import Frame
 from workers.decode import FrameDecoder
-from workers.models.spec import InputSpec
 from workers.work import WorkItem
 
 SPEC = InputSpec(width=64, height=48)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from models.architectures import SmallCNN
+from models.loader import LoadedModel
+from models.spec import InputSpec, ModelCard
 from workers.engine import InferenceEngine, resolve_device
-from workers.models.architectures import SmallCNN
-from workers.models.loader import LoadedModel
-from workers.models.spec import InputSpec, ModelCard
 
 LABELS = ["circle", "square", "triangle", "star", "cross", "ring"]
 SPEC = InputSpec(width=40, height=32)

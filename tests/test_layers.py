@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {
     "schemas": set(),
     "foundation": {"schemas"},
-    "workers": {"schemas", "foundation"},
-    "producers": {"schemas", "foundation"},
-    "framewire": {"schemas", "foundation", "workers", "producers"},
+    "models": {"schemas", "foundation"},
+    "workers": {"schemas", "foundation", "models"},
+    "producers": {"schemas", "foundation", "models"},
+    "framewire": {"schemas", "foundation", "models", "workers", "producers"},
 }
 
 

@@ -11,10 +11,8 @@ import pytest
 import torch
 
 from framewire.train_demo import train_demo_model
-from producers.synthetic import CLASSES, synthetic_dataset
-from workers.engine import InferenceEngine
-from workers.models.architectures import ARCHITECTURES, SmallCNN, resnet18, resnet50
-from workers.models.loader import (
+from models.architectures import ARCHITECTURES, SmallCNN, resnet18, resnet50
+from models.loader import (
     DEFAULT_MODEL_DIR,
     LoadedModel,
     ModelLoadError,
@@ -22,7 +20,9 @@ from workers.models.loader import (
     resolve_model,
     save_model,
 )
-from workers.models.spec import IMAGENET_MEAN, InputSpec, ModelCard, prepare
+from models.spec import IMAGENET_MEAN, InputSpec, ModelCard, prepare
+from producers.synthetic import CLASSES, synthetic_dataset
+from workers.engine import InferenceEngine
 
 LABELS = ["a", "b", "c"]
 

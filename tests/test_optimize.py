@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from workers.models.architectures import ARCHITECTURES
-from workers.models.optimize import for_inference
+from models.architectures import ARCHITECTURES
+from workers.optimize import for_inference
 
 
 def _with_statistics(module: nn.Module) -> nn.Module:

@@ -11,13 +11,13 @@ import pytest
 
 from foundation.servers import free_port
 from framewire.worker_process import WorkerProcess, child_env
+from models.architectures import ARCHITECTURES
+from models.loader import save_model
+from models.spec import InputSpec, ModelCard
 from producers.synthetic import CLASSES
 from tests.worker_harness import publish, synthetic_frames, wait_for_results, wait_until
 from workers.app import create_app
 from workers.control import broadcast_reload
-from workers.models.architectures import ARCHITECTURES
-from workers.models.loader import save_model
-from workers.models.spec import InputSpec, ModelCard
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 
 from foundation.imageinfo import ImageInfoError, check_complete, image_size
+from models.spec import InputSpec, prepare
 from schemas import Frame, SchemaError
 from workers import faults
-from workers.models.spec import InputSpec, prepare
 from workers.work import WorkItem
 
 # Decoded straight to BGR, the order OpenCV and `prepare` work in.

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from workers.models.loader import LoadedModel
-from workers.models.optimize import for_inference
-from workers.models.spec import ModelCard, prepare
+from models.loader import LoadedModel
+from models.spec import ModelCard, prepare
+from workers.optimize import for_inference
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

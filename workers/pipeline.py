@@ -23,6 +23,7 @@ import redis
 
 from foundation.log import get_logger
 from foundation.settings import Settings
+from models.loader import load_model, resolve_model
 from schemas import Event
 from workers import metrics
 from workers.batcher import DynamicBatcher
@@ -31,7 +32,6 @@ from workers.decode import FrameDecoder
 from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
 from workers.engine import InferenceEngine, resolve_device
-from workers.models.loader import load_model, resolve_model
 from workers.offsets import OffsetTracker, Partition
 from workers.poller import FramePoller
 from workers.sinks import KafkaSink, RedisSink

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from framewire.bench.frames import FramePool
+from models.spec import InputSpec
 from workers.decode import FrameDecoder
 from workers.engine import InferenceEngine
-from workers.models.spec import InputSpec
 from workers.work import WorkItem
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from workers.models import InputSpec, ModelCard, resolve_model, save_model
-from workers.models.architectures import ARCHITECTURES
+from models import InputSpec, ModelCard, resolve_model, save_model
+from models.architectures import ARCHITECTURES
 
 DEMO = "demo"
 _IMAGENET_CLASSES = 1000

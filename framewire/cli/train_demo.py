@@ -1,6 +1,6 @@
 """`framewire train-demo`: train the built-in demo classifier on synthetic shapes (CPU).
 
-`framewire train-demo --out workers/models/demo` reproduces the committed model.
+`framewire train-demo --out models/demo` reproduces the committed model.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from workers.models.architectures import ARCHITECTURES
-from workers.models.spec import ModelCard
+from models.architectures import ARCHITECTURES
+from models.spec import ModelCard
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -23,7 +23,7 @@ TORCHSCRIPT_FILE = "model.ts"
 TORCHSCRIPT = "torchscript"
 TOP_K = 5
 
-# The committed demo model (`framewire train-demo --out workers/models/demo` rebuilds it).
+# The committed demo model (`framewire train-demo --out models/demo` rebuilds it).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "demo"
 
 

@@ -16,7 +16,8 @@ ALLOWED = {
     "models": {"schemas", "foundation"},
     "workers": {"schemas", "foundation", "models"},
     "producers": {"schemas", "foundation", "models"},
-    "framewire": {"schemas", "foundation", "models", "workers", "producers"},
+    "mlops": {"schemas", "foundation", "models"},
+    "framewire": {"schemas", "foundation", "models", "workers", "producers", "mlops"},
 }
 
 

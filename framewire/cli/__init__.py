@@ -16,13 +16,16 @@ from foundation.log import configure_logging
 from foundation.servers import ServerError
 from foundation.settings import Settings, SettingsError
 from framewire.cli.bench import bench
+from framewire.cli.data import data
 from framewire.cli.demo import demo
 from framewire.cli.dlq import dlq
 from framewire.cli.gateway import gateway
 from framewire.cli.pending import PENDING_COMMANDS
 from framewire.cli.produce import produce
+from framewire.cli.registry import registry
 from framewire.cli.results import results
 from framewire.cli.stack import stack, topics
+from framewire.cli.train import mlflow_group, train
 from framewire.cli.train_demo import train_demo
 from framewire.cli.worker import worker
 from schemas import SchemaError
@@ -67,6 +70,10 @@ cli.add_command(demo)
 cli.add_command(train_demo)
 cli.add_command(gateway)
 cli.add_command(bench)
+cli.add_command(data)
+cli.add_command(train)
+cli.add_command(mlflow_group)
+cli.add_command(registry)
 cli.add_command(dlq)
 for command in PENDING_COMMANDS:
     cli.add_command(command)

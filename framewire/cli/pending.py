@@ -7,9 +7,6 @@ import click
 # name -> (help, what fills it)
 _PENDING = {
     "backfill": ("Re-run inference over a time range of frames.", "a later issue"),
-    "data": ("Versioned datasets.", "the MLOps issues"),
-    "train": ("Train a model with experiment tracking.", "the MLOps issues"),
-    "registry": ("The model registry.", "the MLOps issues"),
     "deploy": ("Deploy a registered model to the workers.", "the MLOps issues"),
     "monitor": ("Drift monitoring.", "the MLOps issues"),
 }

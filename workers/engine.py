@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from models.loader import LoadedModel
+from models.normalise import normalisation, to_model_input
 from models.spec import ModelCard, prepare
 from workers.optimize import for_inference
 
@@ -115,12 +116,9 @@ class InferenceEngine:
         if self.is_cuda:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
-        # Normalisation folded into one multiply-add on the device: x * scale + shift
-        # == (x / 255 - mean) / std.
-        std = torch.tensor(spec.std, dtype=torch.float32)
-        mean = torch.tensor(spec.mean, dtype=torch.float32)
-        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1).to(self.device)
-        self._shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
+        # Normalisation folded into one multiply-add on the device (models/normalise.py,
+        # shared with training and evaluation so both see the same numbers).
+        self._scale, self._shift = normalisation(spec, self.device)
 
         self._stream: torch.cuda.Stream | None = None
         self._slots: list[_PinnedSlot] = []
@@ -217,11 +215,7 @@ class InferenceEngine:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC (on the device) -> logits: layout, normalisation and model on-device."""
-        # permute gives NCHW with channels_last strides, which the CUDA kernels prefer.
-        x = batch.permute(0, 3, 1, 2).float()
-        if self.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = x.mul_(self._scale).add_(self._shift)
+        x = to_model_input(batch, self._scale, self._shift, channels_last=self.is_cuda)
         autocast = (
             torch.autocast(self.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None

@@ -136,7 +136,14 @@ class Settings:
         "earliest", _one_of("earliest", "latest"), "where a new consumer group starts reading"
     )
     device: str = setting("auto", str, "auto (CUDA when available), cpu, cuda or cuda:N")
-    model: str = setting("", str, "model directory to serve; default: the built-in demo model")
+    model: str = setting(
+        "", str, "model to serve: a model directory, or models:/NAME@ALIAS or models:/NAME/VERSION "
+        "from the registry (extra 'registry'); default: the built-in demo model"
+    )
+    model_poll_s: float = setting(
+        30.0, _non_negative_float, "how often a worker serving models:/NAME@ALIAS checks where "
+        "the alias points (promote and rollback also tell the workers at once); 0: never"
+    )
     max_batch: int = setting(32, _positive_int, "largest batch the device runs")
     max_delay_ms: float = setting(
         5.0, _non_negative_float, "longest a ready frame waits for a fuller batch while busy"
@@ -182,6 +189,15 @@ class Settings:
     stall_after_s: float = setting(
         15.0, _non_negative_float, "seconds with lag and no record received before the worker "
         "reports a stall (event, metric, /readyz); 0: never"
+    )
+    # The registry's promotion gate (mlops/registry/gate.py).
+    promotion_max_accuracy_drop: float = setting(
+        0.01, _non_negative_float, "largest accuracy drop (0..1) against the production version "
+        "that the promotion gate accepts"
+    )
+    promotion_max_recall_drop: float = setting(
+        0.05, _non_negative_float, "largest drop (0..1) of any class's recall against the "
+        "production version that the promotion gate accepts"
     )
     # The producers (the publisher's figures are measured: see producers/publisher.py).
     producer_acks: str = setting(

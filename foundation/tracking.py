@@ -36,8 +36,19 @@ def mlflow_client(settings: Settings) -> Any:
     """An MlflowClient for the configured store (created on first use)."""
     mlflow = import_mlflow()
     local_store(settings).mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri(settings))
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or tracking_uri(settings))
+    # mlflow.set_*_uri also export MLFLOW_*_URI into os.environ (for subprocesses): that
+    # would make every later call here take the local store for a server's (artifact_root
+    # None: artifacts in ./mlruns) and hand it to every worker started from this process.
+    saved = {name: os.environ.get(name) for name in (ENV_URI, "MLFLOW_REGISTRY_URI")}
+    try:
+        mlflow.set_tracking_uri(tracking_uri(settings))
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or tracking_uri(settings))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return mlflow.MlflowClient()
 
 

@@ -224,9 +224,10 @@ def test_the_gateway_keeps_waiting_requests_through_a_dropped_redis_connection(
     threads = [threading.Thread(target=request, args=(i,)) for i in range(len(images))]
     for thread in threads:
         thread.start()
-    # No worker yet: the requests wait on their reply lists. Then drop every connection.
-    wait_until(lambda: _blocked_clients(admin) >= len(images), 30, "requests waiting")
-    admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    # No worker yet: the requests wait on their reply lists. Then drop their connections.
+    wait_until(lambda: len(_blocked_clients(admin)) >= len(images), 30, "requests waiting")
+    for client_id in _blocked_clients(admin):
+        admin.execute_command("CLIENT", "KILL", "ID", client_id)
     worker = WorkerProcess(settings, tmp_path)
     try:
         worker.wait_ready()
@@ -323,8 +324,9 @@ def _readyz(port: int) -> tuple[int, dict]:
         return 0, {}
 
 
-def _blocked_clients(admin: redis.Redis) -> int:
-    return sum(c.get("cmd") == "blpop" for c in admin.client_list())
+def _blocked_clients(admin: redis.Redis) -> list[str]:
+    """Ids of the connections waiting in BLPOP: the gateway's requests."""
+    return [c["id"] for c in admin.client_list() if c.get("cmd") == "blpop"]
 
 
 def _headers(frame_id: str) -> list[tuple[str, bytes]]:

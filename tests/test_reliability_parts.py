@@ -139,6 +139,13 @@ def test_a_stall_is_lag_with_nothing_received_and_it_recovers_by_itself():
     assert watch.check() == "recovered" and not watch.stalled
 
 
+def test_a_poll_thread_blocked_before_it_saw_any_lag_is_not_a_stall():
+    clock = Clock()
+    watch = StallWatch(after_s=5, clock=clock)  # e.g. waiting in a group join
+    clock.now = 60
+    assert watch.check() is None
+
+
 def test_a_stall_is_also_seen_when_the_poll_thread_itself_hangs():
     clock = Clock()
     watch = StallWatch(after_s=5, clock=clock)

@@ -3,7 +3,9 @@
 Host work for batch N+1 overlaps device work for batch N: batch N is launched (on CUDA
 `submit` returns at once), then the batcher gathers N+1 while the device computes, then
 N+1 is launched and N collected. The model is loaded in this thread, never before a
-fork, and swapped between batches when a reload is requested.
+fork. A later model is prepared by the model watcher (workers/model_watch.py: fetched,
+loaded and warmed up on its own thread while this one keeps serving) and handed over with
+`install`; this thread swaps it in between two batches, so a reload never stalls serving.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from workers.work import WorkItem
 
 log = get_logger(__name__)
 
-EngineFactory = Callable[[str | None], InferenceEngine]  # model path or None -> engine
+EngineFactory = Callable[[], InferenceEngine]  # the configured model, loaded and warmed up
 
 
 @dataclass
@@ -79,9 +81,8 @@ class DeviceStage(threading.Thread):
         self.ready = threading.Event()  # set once the first model is loaded (or failed)
         self.load_error: BaseException | None = None
         self._stop_event = threading.Event()
-        self._reload_lock = threading.Lock()
-        self._reload_to: str | None = None
-        self._reload_requested = False
+        self._swap_lock = threading.Lock()
+        self._next_engine: InferenceEngine | None = None  # ready, waiting for the next batch
         self._running: deque[_Launched] = deque()  # launched, not yet collected; oldest first
 
     def running_since(self) -> tuple[float, list[WorkItem]] | None:
@@ -93,10 +94,10 @@ class DeviceStage(threading.Thread):
             return None
         return oldest.launched_at, oldest.items
 
-    def request_reload(self, model: str | None) -> None:
-        """Swap to another model between batches (None: the default model)."""
-        with self._reload_lock:
-            self._reload_to, self._reload_requested = model, True
+    def install(self, engine: InferenceEngine) -> None:
+        """Serve this (loaded, warmed-up) engine from the next batch on."""
+        with self._swap_lock:
+            self._next_engine = engine
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -104,14 +105,14 @@ class DeviceStage(threading.Thread):
     def run(self) -> None:
         name_os_thread()
         try:
-            self._swap_engine(None, initial=True)
+            self._load_first()
         finally:
             self.ready.set()
         if self.engine is None:
             return
         launched: _Launched | None = None
         while not self._stop_event.is_set() or launched is not None:
-            self._reload_if_requested()
+            self._swap_if_installed()
             if launched is not None and launched.pending.done():
                 self._collect(launched)  # never hold finished results while waiting
                 launched = None
@@ -199,21 +200,22 @@ class DeviceStage(threading.Thread):
             item.fail("inference", f"{type(exc).__name__}: {exc}"[:300])
         self.finished.put(Rejected(items))
 
-    def _reload_if_requested(self) -> None:
-        with self._reload_lock:
-            if not self._reload_requested:
-                return
-            model, self._reload_requested = self._reload_to, False
-        self._swap_engine(model)
+    def _swap_if_installed(self) -> None:
+        # Between two batches: a batch already launched keeps its own engine (_Launched),
+        # so its results carry the version that computed them.
+        with self._swap_lock:
+            engine, self._next_engine = self._next_engine, None
+        if engine is not None:
+            self.engine = engine
+            self.on_model_loaded(engine)
 
-    def _swap_engine(self, model: str | None, initial: bool = False) -> None:
+    def _load_first(self) -> None:
         try:
-            engine = self.load_engine(model)
+            engine = self.load_engine()
         except Exception as exc:
-            log.exception("model load failed", model=model)
-            if initial:
-                self.load_error = exc
-            return  # a failed reload keeps serving the current model
+            log.exception("model load failed")
+            self.load_error = exc
+            return
         self.engine = engine
         self.on_model_loaded(engine)
 

@@ -66,7 +66,9 @@ class StallWatch:
         if self.stalled and silent < self.after_s:
             self.stalled = False
             return "recovered"
-        if not self.stalled and self.after_s > 0 and silent > self.after_s:
+        # Lag as last seen: a poll thread blocked in a group join has seen none, and is
+        # joining, not stalled; one blocked on a broker that stopped answering has.
+        if not self.stalled and self.after_s > 0 and self.lag > 0 and silent > self.after_s:
             self.stalled = True
             return "stalled"
         return None

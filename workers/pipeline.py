@@ -23,7 +23,8 @@ import redis
 
 from foundation.log import get_logger
 from foundation.settings import Settings
-from models.loader import load_model, resolve_model
+from models.loader import LoadedModel
+from models.spec import ModelCard
 from schemas import Event
 from workers import metrics
 from workers.batcher import DynamicBatcher
@@ -32,6 +33,7 @@ from workers.decode import FrameDecoder
 from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
 from workers.engine import InferenceEngine, resolve_device
+from workers.model_watch import ModelWatcher, check_candidate, load_candidate
 from workers.offsets import OffsetTracker, Partition
 from workers.poller import FramePoller
 from workers.sinks import KafkaSink, RedisSink
@@ -82,11 +84,15 @@ class StreamingPipeline:
         )
         self.device_stage = DeviceStage(
             DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms),
-            self._load_engine,
+            self._load_first_engine,
             self.finished,
             prepare_again=lambda item, engine: self.decoder.decode(item, engine.card.input),
             on_model_loaded=self._model_loaded,
             begin_redelivered=self._begin_redelivered,
+        )
+        self.model_source = settings.model or ""  # what the engine serving now came from
+        self.model_watcher = ModelWatcher(
+            settings, self._build_engine, self._serving_card, self._install, self._model_refused
         )
         self.writer = ResultWriter(
             self.finished, redis_sink, self.kafka_sink, self._done, self.worker
@@ -113,6 +119,7 @@ class StreamingPipeline:
         self.writer.start()
         self.poller.start()
         self.watchdog.start()
+        self.model_watcher.start()
         self._event("worker", state="started")
         log.info("pipeline started", worker=self.worker, device=self.device,
                  topic=self.settings.frames_topic, group=self.settings.group_id)  # fmt: skip
@@ -120,6 +127,7 @@ class StreamingPipeline:
     def stop(self) -> None:
         """Finish in-flight frames, write and commit them, leave the group, stop."""
         self.watchdog.stop()
+        self.model_watcher.stop()
         self.poller.stop()
         self.poller.join(self.settings.drain_timeout_s + 30)
         if self.tracker.in_flight():  # the drain timed out (a sink is down): stop retrying
@@ -139,7 +147,13 @@ class StreamingPipeline:
         log.info("pipeline stopped", worker=self.worker, **self.writer.counts)
 
     def request_reload(self, model: str | None) -> None:
-        self.device_stage.request_reload(model)
+        """Prepare this model (None: the configured source again) in the background and
+        swap it in between batches; a model that fails is refused and the old one serves."""
+        self.model_watcher.request(model)
+
+    def alias_moved(self, name: str) -> bool:
+        """A registered model's alias moved; True when this worker follows it and checks."""
+        return self.model_watcher.alias_moved(name)
 
     # Hand-overs between stages ---------------------------------------------------------
 
@@ -214,23 +228,46 @@ class StreamingPipeline:
             self.kafka_sink.producer.flush(timeout=5)
         self.exit(EXIT_CODE)
 
-    def _load_engine(self, model: str | None) -> InferenceEngine:
-        path = resolve_model(model if model is not None else (self.settings.model or None))
+    def _load_first_engine(self) -> InferenceEngine:
+        """The configured model, in the device thread (CUDA starts in the thread using it)."""
+        candidate = load_candidate(self.settings, self.settings.model or None)
+        check_candidate(candidate, None)
+        return self._build_engine(candidate.model)
+
+    def _build_engine(self, model: LoadedModel) -> InferenceEngine:
         return InferenceEngine(
-            load_model(path), self.device, self.settings.max_batch,
-            cpu_threads=cpu_threads(self.settings),
+            model, self.device, self.settings.max_batch, cpu_threads=cpu_threads(self.settings),
         )  # fmt: skip
+
+    def _serving_card(self) -> ModelCard | None:
+        engine = self.device_stage.engine
+        return engine.card if engine is not None else None
+
+    def _install(self, engine: InferenceEngine, source: str) -> None:
+        self.model_source = source
+        self.device_stage.install(engine)
+
+    def _model_refused(self, source: str, version: str | None, reason: str) -> None:
+        serving = self._serving_card()
+        still = f"{serving.name}:{serving.version}" if serving else None
+        log.error("model refused; the current model keeps serving", source=source,
+                  version=version, reason=reason, serving=still)  # fmt: skip
+        fields = {"source": source, "version": version, "serving": still}
+        self._event("error", stage="model", reason=reason,
+                    **{k: v for k, v in fields.items() if v is not None})  # fmt: skip
 
     def _model_loaded(self, engine: InferenceEngine) -> None:
         card = engine.card
+        source = self.model_source or "built-in demo model"
         metrics.MODEL_INFO.info(
-            {"name": card.name, "version": card.version, "device": self.device}
+            {"name": card.name, "version": card.version, "device": self.device, "source": source}
         )
         memory = engine.device_memory_bytes()
         if memory is not None:
             metrics.DEVICE_MEMORY.set(memory)
-        self._event("model", name=card.name, version=card.version)
-        log.info("model loaded", model=card.name, version=card.version, device=self.device)
+        self._event("model", name=card.name, version=card.version, source=source)
+        log.info("model loaded", model=card.name, version=card.version, device=self.device,
+                 source=source)  # fmt: skip
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.kafka_sink.send_event(Event(kind, self.worker, fields))
@@ -257,6 +294,8 @@ class StreamingPipeline:
             "worker": self.worker,
             "device": self.device,
             "model": f"{engine.card.name}:{engine.card.version}" if engine else None,
+            "model_source": self.model_source or None,
+            "model_loading": self.model_watcher.loading,
             "topic": self.settings.frames_topic,
             "group": self.settings.group_id,
             "assigned": [f"{t}/{p}" for t, p in self.poller.assigned],

@@ -32,6 +32,7 @@ log = get_logger(__name__)
 _POLL_TIMEOUT_MS = 50
 _COMMIT_INTERVAL_S = 0.2  # commits are cheap but not free: batch them a little
 _LAG_INTERVAL_S = 2.0
+_END_OFFSETS_TIMEOUT_MS = 1_000
 
 
 
@@ -199,16 +200,20 @@ class FramePoller(threading.Thread):
             return
         self._last_lag = time.monotonic()
         partitions = [TopicPartition(*p) for p in self.assigned]
-        try:
-            # Asked of the broker, not read from the last fetch response (highwater): when
-            # fetches come back empty, that is exactly what would be stale. Tansu answers
-            # the base offset of the last batch, so against it lag reads short by up to a
-            # batch; Apache Kafka is exact.
-            ends = consumer.end_offsets(partitions)
-        except KafkaError as exc:
-            log.warning("lag not measured", error=str(exc))
-            return
+        ends = {tp: consumer.highwater(tp) for tp in partitions}
+        if self.stall.silent_for_s() >= STARVING_AFTER_S:
+            # Nothing came for a while: the high watermark of the last fetch response is
+            # exactly what may be stale, so ask the broker, with a short timeout (the public
+            # end_offsets waits up to request_timeout_ms, 305 s, with this thread blocked).
+            try:
+                ends = consumer._fetcher.end_offsets(partitions, _END_OFFSETS_TIMEOUT_MS)
+            except KafkaError as exc:
+                log.warning("lag not measured", error=str(exc))
         for tp, end in ends.items():
+            if end is None:
+                continue
+            # Tansu answers the base offset of the last batch as the end, so against it lag
+            # reads short by up to a batch; Apache Kafka is exact.
             lag = max(0, end - consumer.position(tp))
             self.lag[(tp.topic, tp.partition)] = lag
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)

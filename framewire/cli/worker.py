@@ -12,7 +12,11 @@ from foundation.settings import Settings
 
 @click.command()
 @click.option("--device", help="auto|cpu|cuda|cuda:N [FRAMEWIRE_DEVICE, auto]")
-@click.option("--model", help="model directory [FRAMEWIRE_MODEL, built-in demo model]")
+@click.option(
+    "--model",
+    help="model directory, models:/NAME@ALIAS or models:/NAME/VERSION "
+    "[FRAMEWIRE_MODEL, built-in demo model]",
+)
 @click.option("--max-batch", type=click.IntRange(1), help="[FRAMEWIRE_MAX_BATCH, 32]")
 @click.option("--max-delay-ms", type=click.FloatRange(0), help="[FRAMEWIRE_MAX_DELAY_MS, 5]")
 @click.option("--decode-threads", type=click.IntRange(1), help="[FRAMEWIRE_DECODE_THREADS]")
@@ -31,6 +35,7 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
 
     given = {key: value for key, value in flags.items() if value is not None}
     settings = settings.replace(**given) if given else settings
+    _check_model_source(settings.model)
     device = settings.device.replace(":", "")
     node = name or f"fw-{device}-{socket.gethostname()}-{os.getpid()}@%h"
     app = create_app(settings)
@@ -46,3 +51,17 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
             "--without-gossip",
         ]
     )
+
+
+def _check_model_source(model: str) -> None:
+    """A registry URI that cannot be served ends the command with one line, before Celery."""
+    from models.loader import ModelLoadError
+    from models.registry import check_available, is_registry_uri, parse_model_uri
+
+    if not is_registry_uri(model):
+        return
+    try:
+        parse_model_uri(model)
+        check_available()
+    except ModelLoadError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+import redis
+
 from foundation.log import get_logger
 from producers.gateway.resources import Resources
 
@@ -59,11 +61,20 @@ class Readiness:
 
     def _workers(self) -> dict[str, Any]:
         try:
-            # limit=1: one answer proves a worker is alive; no waiting out the timeout.
-            replies = self.resources.celery.control.ping(timeout=PING_TIMEOUT_S, limit=1)
+            replies = self._ping()
         except Exception as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         names = sorted(name for reply in replies or [] for name in reply)
         if not names:
             return {"ok": False, "error": f"no worker answered a ping within {PING_TIMEOUT_S}s"}
         return {"ok": True, "answered": names}
+
+    def _ping(self) -> list[dict[str, Any]]:
+        # limit=1: one answer proves a worker is alive; no waiting out the timeout.
+        control = self.resources.celery.control
+        try:
+            return control.ping(timeout=PING_TIMEOUT_S, limit=1)
+        except (ConnectionError, redis.ConnectionError):
+            # A pooled connection that Redis closed (a restart, a failover, CLIENT KILL)
+            # fails once; the next one is fresh.
+            return control.ping(timeout=PING_TIMEOUT_S, limit=1)

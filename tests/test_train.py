@@ -98,6 +98,9 @@ def test_run_is_tracked_and_registered(trained) -> None:
     assert registered.run_id == result.run_id
     assert registered.tags["framewire.dataset_version"] == version.version
     assert float(registered.tags["val_accuracy"]) == pytest.approx(result.evaluation.accuracy)
+    # The tags the promotion gate reads (mlops/registry/store.py).
+    assert registered.tags["dataset"] == version.ref
+    assert float(registered.tags["accuracy"]) == pytest.approx(result.evaluation.accuracy)
 
     # The registered folder loads, and its card carries the registry version.
     source = client.get_model_version_download_uri("shapes", result.model_version)

@@ -29,6 +29,8 @@ from foundation.log import get_logger
 from foundation.settings import Settings
 from mlops.data.store import DatasetStore, DatasetVersion
 from mlops.evaluate import Evaluation, evaluate
+from mlops.registry.store import ACCURACY_TAG
+from mlops.registry.store import DATASET_TAG as REGISTRY_DATASET_TAG
 from mlops.train import artifacts
 from mlops.train.data import load_split
 from mlops.train.loop import (
@@ -239,6 +241,8 @@ def _record(
                                          batch_size, dataset=version.ref)  # fmt: skip
         tracker.artifact(model_dir, MODEL_ARTIFACT)
         number = tracker.register(model.card.name, {
+            # What the promotion gate reads (mlops/registry/store.py).
+            REGISTRY_DATASET_TAG: version.ref, ACCURACY_TAG: f"{evaluation.accuracy:.6f}",
             DATASET_TAG: version.name, DATASET_VERSION_TAG: version.version,
             "val_accuracy": f"{evaluation.accuracy:.6f}", "val_ece": f"{evaluation.ece:.6f}",
             "val_macro_f1": f"{macro_f1:.6f}", "arch": model.card.architecture,

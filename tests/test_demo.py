@@ -27,3 +27,22 @@ def test_demo_runs_end_to_end_on_its_own_embedded_stack(tmp_path):
     assert summary["dlq"] == 0
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
     assert "stack: kafka: stopped" in run.stdout and "stack: redis: stopped" in run.stdout
+
+
+def test_demo_promotes_a_second_version_live_and_loses_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWIRE_")}
+    env["FRAMEWIRE_STATE_DIR"] = str(tmp_path)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "framewire", "demo", "--seconds", "12", "--device", "cpu",
+         "--promote-after", "4", "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["results"] == summary["frames_produced"] > 0
+    promotion = summary["promotion"]
+    assert set(promotion["results_per_version"]) == {"1", "2"}, promotion
+    assert all(n > 0 for n in promotion["results_per_version"].values()), promotion
+    assert set(promotion["version_changes_per_stream"].values()) == {1}, promotion
+    assert "gate: accepted" in run.stdout and "framewire-demo@production: 1 -> 2" in run.stdout

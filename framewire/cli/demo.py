@@ -6,6 +6,7 @@ import click
 
 from foundation.settings import Settings
 from framewire.demo import DemoOptions, format_summary, run_demo
+from framewire.demo_promotion import PromotionError
 
 
 @click.command()
@@ -14,21 +15,40 @@ from framewire.demo import DemoOptions, format_summary, run_demo
 @click.option("--fps", type=click.FloatRange(0.1, 240), default=15.0, show_default=True,
               help="frames per second per stream")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N")
+@click.option("--promote-after", type=click.FloatRange(1), metavar="SECONDS",
+              help="serve a registered model and promote a second version after SECONDS: the "
+              "worker swaps it in live (needs the mlops extra)")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="end with one JSON summary line")
 @click.pass_obj
 def demo(
-    settings: Settings, seconds: float, streams: int, fps: float, device: str, as_json: bool
-) -> None:
+    settings: Settings, seconds: float, streams: int, fps: float, device: str,
+    promote_after: float | None, as_json: bool,
+) -> None:  # fmt: skip
     """Run the end-to-end demo and print frames/s, latency, batch size and accuracy."""
-    options = DemoOptions(seconds=seconds, streams=streams, fps=fps, device=device)
-    summary = run_demo(settings, options, click.echo)
+    if promote_after is not None:
+        from foundation.tracking import MlflowMissing, import_mlflow
+
+        try:
+            import_mlflow()
+        except MlflowMissing as exc:
+            raise click.ClickException(f"--promote-after: {exc}") from None
+    options = DemoOptions(seconds=seconds, streams=streams, fps=fps, device=device,
+                          promote_after_s=promote_after)  # fmt: skip
+    try:
+        summary = run_demo(settings, options, click.echo)
+    except PromotionError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
         f"done: {summary['frames_produced']} frames, {summary['results']} results "
         f"({summary['lost']} missing), {summary['fps']} fps, p50 {summary['p50_ms']} ms, "
         f"p99 {summary['p99_ms']} ms, mean batch {summary['mean_batch']}, "
         f"accuracy {summary['accuracy']}, dlq {summary['dlq']}"
     )
+    promotion = summary.get("promotion")
+    if promotion is not None:
+        click.echo(f"promotion: results per version {promotion['results_per_version']}, "
+                   f"each stream swapped once: {'yes' if promotion['swapped_once'] else 'NO'}")
     if as_json:
         click.echo(format_summary(summary))
-    if summary["lost"]:
+    if summary["lost"] or (promotion is not None and not promotion["swapped_once"]):
         raise click.exceptions.Exit(1)

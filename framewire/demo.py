@@ -60,11 +60,17 @@ def run_demo(settings: Settings, options: DemoOptions, echo: Echo) -> dict:
         timeline = demo_promotion.VersionTimeline()
         producer = _Producer(settings, options, stats.expected_labels)
         producer.start()
+        timer = None
         if promotion is not None:
             timer = demo_promotion.promote_later(settings, promotion, options.promote_after_s,
                                                  echo)  # fmt: skip
             cleanup.callback(timer.cancel)
         _follow(reader, stats, timeline, producer, worker, echo)
+        if timer is not None:
+            # Not fired yet (a short run): never. Running: let it finish and say what it
+            # did; the swap itself can be seen in the results before the command returns.
+            timer.cancel()
+            timer.join(timeout=120)
         summary = {
             "frames_produced": producer.sent,
             **stats.summary(producer.elapsed_s),

@@ -56,6 +56,7 @@ class StallWatch:
         self._last_flow = clock()  # last time records came, or none were due
 
     def note_poll(self, received: int, lag: int, paused: bool) -> None:
+        """paused: held back by backpressure while frames still finish (not a stall)."""
         self.lag = lag
         if received or lag == 0 or paused:
             self._last_flow = self.clock()

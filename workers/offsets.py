@@ -17,6 +17,7 @@ Partition = tuple[str, int]  # (topic, partition)
 class OffsetTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.finished_total = 0  # frames finished since start: progress, for the stall watch
         self._pending: dict[Partition, deque[int]] = {}
         self._finished: dict[Partition, set[int]] = {}
         self._commit_point: dict[Partition, int] = {}
@@ -51,6 +52,7 @@ class OffsetTracker:
 
     def finish(self, partition: Partition, offset: int, generation: int) -> None:
         with self._lock:
+            self.finished_total += 1
             if self._generation.get(partition) != generation or partition not in self._pending:
                 return  # revoked meanwhile: the new owner processes it again
             pending, finished = self._pending[partition], self._finished[partition]

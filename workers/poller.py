@@ -63,6 +63,7 @@ class FramePoller(threading.Thread):
         self._stop_event = threading.Event()
         self._consumer: KafkaConsumer | None = None
         self._last_commit = 0.0
+        self._last_finished = 0
         self._last_lag = 0.0
 
     def stop(self) -> None:
@@ -131,7 +132,11 @@ class FramePoller(threading.Thread):
 
     def _watch_flow(self, consumer: KafkaConsumer, received: int) -> None:
         lag = sum(self.lag.values())
-        self.stall.note_poll(received, lag, self.paused)
+        # Paused by backpressure is no stall while frames still finish; paused with nothing
+        # finishing (the sinks cannot write either) is one.
+        finished = self.tracker.finished_total
+        self.stall.note_poll(received, lag, self.paused and finished != self._last_finished)
+        self._last_finished = finished
         starving = lag > 0 and not self.paused and self.stall.silent_for_s() >= STARVING_AFTER_S
         wait_ms = self.fetch_wait.after_poll(received, self._behind(consumer), starving)
         # kafka-python reads the wait from its fetcher's config for each fetch it builds;

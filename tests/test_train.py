@@ -162,13 +162,12 @@ def test_cli_train_json(trained, tmp_path) -> None:
 
 
 def test_cli_tensorboard_missing_is_one_line(trained) -> None:
-    pytest.importorskip("torch")
     try:
         import tensorboard  # noqa: F401
     except ImportError:
         pass
-    else:
-        pytest.skip("tensorboard is installed")
+    else:  # no extra installs it: only a machine with it installed by hand gets here
+        pytest.skip("tensorboard is installed, so its missing-package message cannot show")
     settings = trained[0]
     out = invoke(settings, "train", "--dataset", "shapes", "--tensorboard", "/tmp/tb")
     assert out.exit_code != 0

@@ -9,9 +9,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import redis
-
-from foundation.rediskeys import stream_key
 from foundation.servers import free_port
 from framewire.worker_process import WorkerProcess
 from mlops.registry.store import Registry
@@ -20,6 +17,7 @@ from tests.kafka_helpers import read_records
 from tests.test_registry import NAME, good_model, local_mlflow_store, register, shapes_dataset
 from tests.worker_harness import (
     PacedPublisher,
+    assert_switched_once,
     count_results,
     publish,
     synthetic_frames,
@@ -35,16 +33,6 @@ def served_model(app) -> str | None:
     stats = app.control.inspect(timeout=2).stats() or {}
     ours = [s["framewire"] for s in stats.values() if (s.get("framewire") or {}).get("worker")]
     return ours[0]["model"] if ours else None
-
-
-def versions_by_seq(results: dict[str, dict]) -> dict[str, list[str]]:
-    """stream id -> the model version of each result, in seq order."""
-    streams: dict[str, list[tuple[int, str]]] = {}
-    for result in results.values():
-        streams.setdefault(result["stream_id"], []).append(
-            (result["seq"], result["model"]["version"])
-        )
-    return {stream: [v for _, v in sorted(pairs)] for stream, pairs in streams.items()}
 
 
 def test_worker_follows_promote_rollback_and_poll_and_refuses_a_corrupt_version(
@@ -75,14 +63,7 @@ def test_worker_follows_promote_rollback_and_poll_and_refuses_a_corrupt_version(
         assert "1 follow shapes" in promoted.output, promoted.output  # the broadcast arrived
         publisher.join(60)
         results = wait_for_results(settings, [f.frame_id for f in frames])
-        client = redis.Redis.from_url(settings.redis_url)
-        for stream, versions in versions_by_seq(results).items():
-            entries = client.xrange(stream_key(stream))
-            ids = [json.loads(fields[b"result"])["frame_id"] for _, fields in entries]
-            assert len(ids) == len(set(ids)) == len(versions)  # exactly one result per frame
-            switch = versions.index("2")
-            assert switch > 0 and set(versions[:switch]) == {"1"}
-            assert set(versions[switch:]) == {"2"}, versions  # changes once, never back
+        assert_switched_once(settings, results, "1", "2")
         assert served_model(app) == f"{NAME}:2"
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert 'framewire_model_info{' in metrics and 'version="2"' in metrics

@@ -22,7 +22,15 @@ from mlops.train.reference import REFERENCE_FILE, SCHEMA
 from models.loader import load_model
 from schemas import Frame
 from tests.cli_helpers import invoke
-from tests.worker_harness import publish, wait_for_results
+from tests.worker_harness import (
+    PacedPublisher,
+    assert_switched_once,
+    count_results,
+    publish,
+    synthetic_frames,
+    wait_for_results,
+    wait_until,
+)
 
 CLASSES = ("circle", "square", "triangle")
 CONFIG = dict(dataset="shapes", arch="small-cnn", input_size=32, epochs=3, batch_size=32,
@@ -90,7 +98,7 @@ def test_run_is_tracked_and_registered(trained) -> None:
         assert key in run.data.metrics
     names = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"confusion_matrix.png", "per_class.csv", "evaluation.json", "environment.json",
-            "model"} <= names  # fmt: skip
+            "data_report.html", "model"} <= names  # fmt: skip
     model_files = {a.path for a in client.list_artifacts(result.run_id, "model")}
     assert model_files == {"model/model.json", "model/weights.pt", f"model/{REFERENCE_FILE}"}
 
@@ -126,28 +134,52 @@ def test_same_seed_same_metrics(trained) -> None:
     assert [r.val_loss for r in second.history] == [r.val_loss for r in first.history]
 
 
-def test_served_accuracy_matches_offline(trained, topics: Settings, tmp_path) -> None:
-    _settings, store, version, result = trained
+def test_promoted_versions_reach_a_running_worker(trained, topics: Settings, tmp_path) -> None:
+    """The loop's last steps on a real worker serving models:/shapes@production.
+
+    The trained version is promoted and served with the accuracy evaluate() measured
+    offline (within one image). Then `framewire train` makes a better version (more
+    epochs), the gate accepts it, and it is promoted while frames flow: every frame has
+    exactly one result, and each stream changes version once, never back."""
+    trained_settings, store, version, result = trained
+    # The trained store (datasets, MLflow) with the session's broker, Redis and topics.
+    settings = topics.replace(state_dir=str(trained_settings.state_dir), max_batch=8)
+    first = invoke(settings, "registry", "promote", "shapes", result.model_version)
+    assert first.exit_code == 0, first.output
     items = version.split("validation")
-    model = load_model(result.model_dir)
-    offline = evaluate(model, store, items)
+    offline = evaluate(load_model(result.model_dir), store, items)
     frames = [
         Frame(stream_id=f"{uuid.uuid4().hex[:8]}-val", seq=i, data=store.read_blob(item.blob),
               encoding="png", label=item.label)
         for i, item in enumerate(items)
     ]  # fmt: skip
-    worker_settings = topics.replace(model=str(result.model_dir), max_batch=8)
-    worker = WorkerProcess(worker_settings, tmp_path)
+    worker = WorkerProcess(settings.replace(model="models:/shapes@production"), tmp_path)
     try:
         worker.wait_ready()
-        publish(worker_settings, frames)
-        results = wait_for_results(worker_settings, [f.frame_id for f in frames])
+        publish(settings, frames)
+        results = wait_for_results(settings, [f.frame_id for f in frames])
+        assert {r["model"]["version"] for r in results.values()} == {result.model_version}
+        served = sum(results[f.frame_id]["predictions"][0]["label"] == f.label for f in frames)
+        assert abs(served - round(offline.accuracy * offline.images)) <= 1
+        assert offline.images == len(frames)
+
+        better = invoke(settings, "train", "--dataset", version.ref, "--input-size", "32",
+                        "--epochs", "20", "--patience", "20", "--batch-size", "32", "--lr", "0.006",
+                        "--device", "cpu", "--seed", "7", "--json")  # fmt: skip
+        assert better.exit_code == 0, better.output
+        candidate = json.loads(better.output.strip().splitlines()[-1])["model"]["version"]
+        stream = synthetic_frames(200, streams=2, seed=21)
+        publisher = PacedPublisher(settings, stream, fps=40)
+        publisher.start()
+        wait_until(lambda: count_results(settings, [f.frame_id for f in stream]) >= 40, 60,
+                   "the first results of the stream")  # fmt: skip
+        promoted = invoke(settings, "registry", "promote", "shapes", candidate)
+        assert promoted.exit_code == 0 and "accepted" in promoted.output, promoted.output
+        publisher.join(60)
+        results = wait_for_results(settings, [f.frame_id for f in stream])
+        assert_switched_once(settings, results, result.model_version, candidate)
     finally:
-        assert worker.stop() == 0
-    assert {r["model"]["version"] for r in results.values()} == {result.model_version}
-    served = sum(results[f.frame_id]["predictions"][0]["label"] == f.label for f in frames)
-    assert abs(served - round(offline.accuracy * offline.images)) <= 1
-    assert offline.images == len(frames)
+        assert worker.stop() == 0, worker.tail()
 
 
 def test_cli_train_json(trained, tmp_path) -> None:
@@ -172,3 +204,29 @@ def test_cli_tensorboard_missing_is_one_line(trained) -> None:
     out = invoke(settings, "train", "--dataset", "shapes", "--tensorboard", "/tmp/tb")
     assert out.exit_code != 0
     assert "pip install tensorboard" in out.output
+
+
+def test_train_demo_makes_the_demo_model_through_the_registry(tmp_path) -> None:
+    """`framewire train-demo` at a tiny scale: synthetic camera frames imported as a
+    dataset version, a tracked run, a registered version, its folder copied out."""
+    import mlflow
+
+    from foundation.tracking import tracking_uri
+    from framewire.demo_model import NAME, TRAINING_FILE, make_demo_model
+    from producers.synthetic import CLASSES as DEMO_CLASSES
+
+    settings = Settings.load(environ={}, state_dir=str(tmp_path / "state"))
+    out = tmp_path / "demo"
+    result = make_demo_model(settings, out, samples=60, epochs=1)
+    dataset = DatasetStore.for_settings(settings).resolve(f"{NAME}@latest")
+    assert result.dataset == dataset.ref and len(dataset.items) == 60
+    assert {item.label for item in dataset.items} == set(DEMO_CLASSES)
+    model = load_model(out)
+    assert (model.card.name, model.card.version) == (NAME, result.model_version)
+    assert model.card.labels == sorted(DEMO_CLASSES) and model.card.input.width == 64
+    training = json.loads((out / TRAINING_FILE).read_text())
+    assert training["run_id"] == result.run_id and training["dataset"] == dataset.ref
+    assert training["validation"]["accuracy"] == result.evaluation.accuracy
+    client = mlflow.MlflowClient(tracking_uri(settings), registry_uri=tracking_uri(settings))
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+    assert client.get_model_version(NAME, result.model_version).run_id == result.run_id

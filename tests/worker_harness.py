@@ -11,7 +11,7 @@ import uuid
 
 import redis
 
-from foundation.rediskeys import result_key
+from foundation.rediskeys import result_key, stream_key
 from foundation.settings import Settings
 from producers.pacing import Pacer
 from producers.publisher import Publisher
@@ -85,3 +85,22 @@ def wait_until(condition, timeout_s: float = 60, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def assert_switched_once(settings: Settings, results: dict[str, dict], old: str, new: str) -> None:
+    """Per stream: exactly one result per frame in its Redis stream, and the model version
+    of the results in seq order is `old` first, then `new`, changing once and never back."""
+    client = redis.Redis.from_url(settings.redis_url)
+    streams: dict[str, list[tuple[int, str]]] = {}
+    for result in results.values():
+        streams.setdefault(result["stream_id"], []).append(
+            (result["seq"], result["model"]["version"])
+        )
+    for stream, pairs in streams.items():
+        versions = [version for _, version in sorted(pairs)]
+        entries = client.xrange(stream_key(stream))
+        ids = [json.loads(fields[b"result"])["frame_id"] for _, fields in entries]
+        assert len(ids) == len(set(ids)) == len(versions), stream  # one result per frame
+        switch = versions.index(new)
+        assert switch > 0 and set(versions[:switch]) == {old}, versions
+        assert set(versions[switch:]) == {new}, versions  # changes once, never back

@@ -1,12 +1,14 @@
-"""`framewire train-demo`: train the built-in demo classifier on synthetic shapes (CPU).
+"""`framewire train-demo`: the built-in demo model through the product's own MLOps path.
 
-`framewire train-demo --out models/demo` reproduces the committed model.
+`framewire train-demo --out models/demo` reproduces the committed model: synthetic camera
+frames imported as a dataset, `framewire train`, registered, copied out.
 """
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,21 +17,37 @@ from foundation.settings import Settings
 
 @click.command("train-demo")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed for data and init")
-@click.option("--samples", type=click.IntRange(min=60), default=6000, show_default=True,
-              help="training scenes")
-@click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True,
-              help="passes over the training set")
+@click.option("--samples", type=click.IntRange(min=60), default=None,
+              help="synthetic camera frames to import  [default: 7500]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="passes over the training split  [default: 12]")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="model directory to write  [default: <state dir>/models/demo-shapes]")
+              help="also copy the registered model folder here (models/demo)")
 @click.pass_obj
-def train_demo(settings: Settings, seed: int, samples: int, epochs: int, out: Path | None) -> None:
-    """Train the demo model (SmallCNN, 64x64, six shape classes) and print its figures."""
-    # Imported here: torch and the generator are heavy, and other verbs must start fast.
-    from framewire.train_demo import train_demo_model
+def train_demo(settings: Settings, seed: int, samples: int | None, epochs: int | None,
+               device: str, out: Path | None) -> None:  # fmt: skip
+    """Import synthetic shapes as dataset demo-shapes, train, track, register the demo model."""
+    # Imported here: torch and MLflow are heavy, and other verbs must start fast.
+    from foundation.tracking import MlflowMissing
+    from framewire import demo_model
+    from mlops.train import TrainError
 
-    out_dir = out if out is not None else Path(settings.state_dir) / "models" / "demo-shapes"
-    metrics = train_demo_model(
-        out_dir, seed=seed, samples=samples, epochs=epochs,
-        progress=lambda message: click.echo(message, err=True),
-    )
-    click.echo(json.dumps(metrics, indent=2))
+    def bar(label: str, total: int) -> Any:  # click.progressbar: a private type
+        return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+
+    try:
+        result = demo_model.make_demo_model(
+            settings, out, samples=samples or demo_model.SAMPLES,
+            epochs=epochs or demo_model.EPOCHS, seed=seed, device=device, bar=bar,
+        )  # fmt: skip
+    except (TrainError, MlflowMissing) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"dataset:    {result.dataset} ({result.data['train_images']} train, "
+               f"{result.data['validation_images']} validation)")  # fmt: skip
+    click.echo(f"run:        {result.run_id}")
+    click.echo(f"registered: {result.model_name} version {result.model_version}")
+    click.echo(f"validation: accuracy {result.evaluation.accuracy:.4f}  "
+               f"ECE {result.evaluation.ece:.4f}  (best epoch {result.best_epoch})")  # fmt: skip
+    if out is not None:
+        click.echo(f"copied to:  {out}")

@@ -14,6 +14,13 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+# Image files framewire reads from folders (producers, dataset imports, backfill jobs):
+# what OpenCV decodes, by suffix, lower case.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+
 class ImageInfoError(ValueError):
     pass
 

@@ -16,7 +16,7 @@ from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 from foundation.settings import Settings
 
 # Topic suffixes of DESIGN.md; the prefix comes from FRAMEWIRE_TOPIC_PREFIX.
-TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq")
+TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq", "results.backfill")
 
 CLIENT_ID = "framewire"
 
@@ -99,6 +99,19 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # The idempotent producer requires acks=all.
         config["enable_idempotence"] = False
     return config
+
+
+def fetch_config(settings: Settings) -> dict[str, int]:
+    """Consumer sizes that let a fetch carry the largest accepted frame.
+
+    The receive limit must be above the fetch limits: kafka-python's default of 1 MB
+    refuses a larger fetch response outright ("Invalid frame length"), and the embedded
+    broker answers with more than one partition's worth when it has it.
+    """
+    partition = max(settings.max_frame_bytes + 65_536, 1_048_576)
+    total = max(settings.max_frame_bytes + 65_536, 52_428_800)
+    return {"max_partition_fetch_bytes": partition, "fetch_max_bytes": total,
+            "receive_message_max_bytes": total + 1_048_576}  # fmt: skip
 
 
 def topic_reader(settings: Settings, topics: list[str], from_beginning: bool) -> KafkaConsumer:

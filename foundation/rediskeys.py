@@ -26,3 +26,26 @@ def reply_key(request_id: str) -> str:
 def deliveries_key(group: str, topic: str, partition: int) -> str:
     """A hash of delivery counts by offset for one partition as one consumer group reads it."""
     return f"fw:deliveries:{group}:{topic}:{partition}"
+
+
+# Backfill jobs: their own namespace, so live results are untouched (unless --overwrite).
+
+
+def backfill_result_key(job: str, frame_id: str) -> str:
+    """A backfill job's result/1 JSON per frame, with the results' TTL."""
+    return f"fw:backfill:{job}:result:{frame_id}"
+
+
+def backfill_job_key(job: str) -> str:
+    """A hash: the job's request and its tasks (JSON), written by `framewire backfill`."""
+    return f"fw:backfill:{job}:job"
+
+
+def backfill_task_key(job: str, task: str) -> str:
+    """A hash: one task's checkpoint (next position), counts and state."""
+    return f"fw:backfill:{job}:task:{task}"
+
+
+def backfill_cancel_key(job: str) -> str:
+    """Set when the job is cancelled; each task checks it between batches."""
+    return f"fw:backfill:{job}:cancelled"

@@ -54,6 +54,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
 # A stock Apache Kafka broker refuses records above message.max.bytes (1,048,588 bytes by
 # default, headers and framing included): a DLQ value of at most 1,000,000 bytes leaves room
 # for the key and headers, which the DLQ writer clips too (schemas/dlq.py).
@@ -190,6 +197,14 @@ class Settings:
         15.0, _non_negative_float, "seconds with lag and no record received before the worker "
         "reports a stall (event, metric, /readyz); 0: never"
     )
+    # Backfill jobs (workers/backfill/, docs/OPERATIONS.md).
+    backfill_share: float = setting(
+        0.25, _fraction, "largest share (0..1) of a worker's device batches that backfill may "
+        "take while live frames wait; an idle stream leaves the device to backfill"
+    )
+    backfill_batch: int = setting(
+        32, _positive_int, "frames per backfill batch (the task's checkpoint step)"
+    )
     # The registry's promotion gate (mlops/registry/gate.py).
     promotion_max_accuracy_drop: float = setting(
         0.01, _non_negative_float, "largest accuracy drop (0..1) against the production version "
@@ -295,6 +310,10 @@ class Settings:
     @property
     def dlq_topic(self) -> str:
         return self.topic("frames.dlq")
+
+    @property
+    def backfill_results_topic(self) -> str:
+        return self.topic("results.backfill")
 
     @property
     def group_id(self) -> str:

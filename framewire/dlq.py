@@ -119,10 +119,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
-def parse_since(text: str, now_s: float | None = None) -> int:
-    """Epoch milliseconds of `--since`: a duration back from now (90s, 10m, 2h, 1d, 1w) or
-    an ISO-8601 time (a time without a zone is UTC, as `list` prints). ValueError if neither.
-    """
+def parse_since(text: str, now_s: float | None = None, flag: str = "--since") -> int:
+    """Epoch milliseconds of a time flag: a duration back from now (90s, 10m, 2h, 1d, 1w;
+    0s is now) or an ISO-8601 time (a time without a zone is UTC, as `list` prints).
+    ValueError, naming the flag, if neither."""
     match = _DURATION.match(text)
     if match:
         now_s = time.time() if now_s is None else now_s
@@ -134,7 +134,7 @@ def parse_since(text: str, now_s: float | None = None) -> int:
         when = datetime.fromisoformat(iso)
     except ValueError:
         raise ValueError(
-            f"--since: expected an ISO-8601 time (2024-05-01T12:00:00Z) or a duration "
+            f"{flag}: expected an ISO-8601 time (2024-05-01T12:00:00Z) or a duration "
             f"(30s, 10m, 2h, 1d, 1w), got {text!r}"
         ) from None
     if when.tzinfo is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from foundation.imageinfo import IMAGE_SUFFIXES
 from foundation.log import get_logger
 from producers.encode import FrameEncoder
 from producers.errors import SourceError
@@ -21,9 +22,6 @@ from schemas import Frame, now_ms
 
 log = get_logger(__name__)
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
 # File bytes that already are what we would send: pass them through undecoded-and-reencoded,
 # which keeps their quality and spares the CPU (they are still decoded once, to check them).
 _PASS_THROUGH = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp"}

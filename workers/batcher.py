@@ -52,6 +52,10 @@ class DynamicBatcher:
             self._wait(min(remaining, _BUSY_POLL_S))
         return batch
 
+    def waiting(self) -> bool:
+        """True when a live frame has been polled and not yet batched (decoded or not)."""
+        return self._head is not None or not self.ready.empty()
+
     def _first(self, device_idle: Callable[[], bool], timeout_s: float) -> WorkItem | None:
         # Called while the device is busy, return as soon as it finishes even with no
         # frame, so the caller can collect its results without waiting for the next one.

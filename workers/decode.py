@@ -42,19 +42,30 @@ class FrameDecoder:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
 
-    def decode(self, item: WorkItem, spec: InputSpec) -> WorkItem:
-        """Fill item.frame and item.image, or mark the item failed with the reason."""
-        item.decode_started = time.time()
+    def parse(self, item: WorkItem) -> WorkItem:
+        """Fill item.frame from its record, or mark the item failed (stage `schema`)."""
         record = item.record
         try:
             item.frame = Frame.from_record(
                 record.key, record.value, record.headers, max_bytes=self.max_bytes
             )
+        except SchemaError as exc:
+            item.fail("schema", str(exc))
+        except Exception as exc:  # a hostile record must not stop the worker either
+            item.fail("decode", f"{type(exc).__name__}: {exc}"[:200])
+        return item
+
+    def decode(self, item: WorkItem, spec: InputSpec) -> WorkItem:
+        """Fill item.frame and item.image, or mark the item failed with the reason."""
+        item.decode_started = time.time()
+        if not self.parse(item).ok:
+            item.decoded_at = time.time()
+            return item
+        assert item.frame is not None
+        try:
             faults.crash_in_decode(item.frame.frame_id)
             item.image = prepare(self.to_bgr(item.frame, spec), spec)
             item.input_spec = spec
-        except SchemaError as exc:
-            item.fail("schema", str(exc))
         except (DecodeError, ImageInfoError, cv2.error) as exc:
             item.fail("decode", str(exc).strip().splitlines()[0][:200])
         except Exception as exc:  # whatever a hostile image triggers, the worker goes on

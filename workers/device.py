@@ -6,6 +6,8 @@ N+1 is launched and N collected. The model is loaded in this thread, never befor
 fork. A later model is prepared by the model watcher (workers/model_watch.py: fetched,
 loaded and warmed up on its own thread while this one keeps serving) and handed over with
 `install`; this thread swaps it in between two batches, so a reload never stalls serving.
+Backfill batches come through the backfill lane (workers/backfill/lane.py) and run here
+too, between live batches and behind them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from foundation.log import get_logger
 from workers import faults
+from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
 from workers.engine import InferenceEngine, PendingBatch
 from workers.threads import name_os_thread
@@ -69,6 +72,7 @@ class DeviceStage(threading.Thread):
         prepare_again: Callable[[WorkItem, InferenceEngine], WorkItem],
         on_model_loaded: Callable[[InferenceEngine], None],
         begin_redelivered: Callable[[WorkItem], None] = lambda item: None,
+        backfill: BackfillLane | None = None,
     ) -> None:
         super().__init__(name="framewire-device", daemon=True)
         self.batcher = batcher
@@ -77,6 +81,7 @@ class DeviceStage(threading.Thread):
         self.prepare_again = prepare_again
         self.on_model_loaded = on_model_loaded
         self.begin_redelivered = begin_redelivered  # records its start; may fail it as poison
+        self.backfill = backfill or BackfillLane(share=0.0)
         self.engine: InferenceEngine | None = None
         self.ready = threading.Event()  # set once the first model is loaded (or failed)
         self.load_error: BaseException | None = None
@@ -109,6 +114,7 @@ class DeviceStage(threading.Thread):
         finally:
             self.ready.set()
         if self.engine is None:
+            self.backfill.close()
             return
         launched: _Launched | None = None
         while not self._stop_event.is_set() or launched is not None:
@@ -116,13 +122,26 @@ class DeviceStage(threading.Thread):
             if launched is not None and launched.pending.done():
                 self._collect(launched)  # never hold finished results while waiting
                 launched = None
+            if launched is None and self._run_backfill():
+                continue
             # While batch N runs, gather N+1; return as soon as the device is idle.
             device_idle = partial(_idle, launched)
-            batch = self.batcher.next_batch(device_idle, timeout_s=0.05)
+            wait_s = 0.005 if self.backfill.pending() else 0.05  # backfill runs when idle
+            batch = self.batcher.next_batch(device_idle, timeout_s=wait_s)
             next_launch = self._launch(batch) if batch else None
             if launched is not None:
                 self._collect(launched)
             launched = next_launch
+        self.backfill.close()
+
+    def _run_backfill(self) -> bool:
+        """Run one backfill batch if the lane says it is due; True if one ran."""
+        batch = self.backfill.take(live_waiting=self.batcher.waiting())
+        if batch is None:
+            return False
+        assert self.engine is not None
+        self.backfill.execute(batch, self.engine)
+        return True
 
     def _launch(self, batch: list[WorkItem]) -> _Launched | None:
         engine = self.engine
@@ -138,7 +157,10 @@ class DeviceStage(threading.Thread):
         good = [item for item in batch if item.ok]
         if rejected:
             self.finished.put(Rejected(rejected))
-        return self._submit(good, engine) if good else None
+        if not good:
+            return None
+        self.backfill.ran(backfill=False)
+        return self._submit(good, engine)
 
     def _submit(self, items: list[WorkItem], engine: InferenceEngine) -> _Launched | None:
         launched_at = time.time()  # before submit: on the CPU, submit is the compute

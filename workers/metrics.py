@@ -60,10 +60,21 @@ FETCH_WAIT = Gauge("framewire_fetch_max_wait_ms", "The poll thread's current fet
 MODEL_INFO = Info("framewire_model", "The model being served")
 DEVICE_MEMORY = Gauge("framewire_device_memory_bytes", "Device memory allocated by the model")
 
+# Backfill tasks (workers/backfill/): progress for the dashboard.
+BACKFILL_FRAMES = Counter(
+    "framewire_backfill_frames_total", "Frames scored by backfill tasks", ["job"]
+)
+BACKFILL_TASKS = Gauge("framewire_backfill_tasks_running", "Backfill tasks running now")
+DEVICE_BATCHES = Counter(
+    "framewire_device_batches_total", "Batches run by the device thread, live or backfill",
+    ["kind"],
+)
+
 METRIC_NAMES = sorted(
     m._name
     for m in (FRAMES, BATCH_SIZE, QUEUE_WAIT, DECODE_TIME, BATCH_WAIT, INFERENCE_TIME,
               END_TO_END, CONSUMER_LAG, IN_FLIGHT, PAUSED, SINK_RETRIES, SINK_FAILURES,
               EVENTS_DROPPED, DEAD_LETTERS, POISON_FRAMES, DELIVERY_COUNT_FAILURES,
-              INFERENCE_DEADLINES, STALLED, FETCH_WAIT, MODEL_INFO, DEVICE_MEMORY)
+              INFERENCE_DEADLINES, STALLED, FETCH_WAIT, MODEL_INFO, DEVICE_MEMORY,
+              BACKFILL_FRAMES, BACKFILL_TASKS, DEVICE_BATCHES)
 )  # fmt: skip

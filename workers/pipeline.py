@@ -27,6 +27,7 @@ from models.spec import ModelCard
 from schemas import Event
 from workers import metrics
 from workers.alarms import Alarms
+from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
 from workers.deadline import InferenceDeadline
 from workers.decode import FrameDecoder
@@ -82,6 +83,9 @@ class StreamingPipeline:
             settings.decode_threads, thread_name_prefix="framewire-decode",
             initializer=name_os_thread,
         )
+        # Backfill tasks hand their batches to the device thread through this lane.
+        self.backfill = BackfillLane(settings.backfill_share)
+        self._backfill_engine: tuple[str, InferenceEngine] | None = None
         self.device_stage = DeviceStage(
             DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms),
             self._load_first_engine,
@@ -89,6 +93,7 @@ class StreamingPipeline:
             prepare_again=lambda item, engine: self.decoder.decode(item, engine.card.input),
             on_model_loaded=self._model_loaded,
             begin_redelivered=self._begin_redelivered,
+            backfill=self.backfill,
         )
         self.model_source = settings.model or ""  # what the engine serving now came from
         self.model_watcher = ModelWatcher(
@@ -210,6 +215,18 @@ class StreamingPipeline:
         return InferenceEngine(
             model, self.device, self.settings.max_batch, cpu_threads=cpu_threads(self.settings),
         )  # fmt: skip
+
+    def build_engine_for(self, source: str) -> InferenceEngine:
+        """An engine for a backfill job's own model, beside the live one (the last one is
+        kept: a job's tasks on this worker load it once)."""
+        cached = self._backfill_engine
+        if cached is not None and cached[0] == source:
+            return cached[1]
+        candidate = load_candidate(self.settings, source)
+        check_candidate(candidate, None)
+        engine = self._build_engine(candidate.model)
+        self._backfill_engine = (source, engine)
+        return engine
 
     def _serving_card(self) -> ModelCard | None:
         engine = self.device_stage.engine

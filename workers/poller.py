@@ -18,6 +18,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from foundation.kafka import fetch_config
 from foundation.log import get_logger
 from foundation.settings import Settings
 from workers import metrics
@@ -97,8 +98,7 @@ class FramePoller(threading.Thread):
             enable_auto_commit=False,
             auto_offset_reset=s.auto_offset_reset,
             # A fetch must fit the largest accepted frame; the worker checks the limit.
-            max_partition_fetch_bytes=max(s.max_frame_bytes + 65_536, 1_048_576),
-            fetch_max_bytes=max(s.max_frame_bytes + 65_536, 52_428_800),
+            **fetch_config(s),
             max_poll_records=s.in_flight_limit,
             # The broker answers a fetch at once when data is there; with none, it holds
             # the request this long. The 500 ms default would add up to 500 ms of latency

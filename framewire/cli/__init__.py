@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from foundation.log import configure_logging
 from foundation.servers import ServerError
 from foundation.settings import Settings, SettingsError
+from framewire.cli.backfill import backfill
 from framewire.cli.bench import bench
 from framewire.cli.data import data
 from framewire.cli.demo import demo
@@ -75,6 +76,7 @@ cli.add_command(train)
 cli.add_command(mlflow_group)
 cli.add_command(registry)
 cli.add_command(dlq)
+cli.add_command(backfill)
 for command in PENDING_COMMANDS:
     cli.add_command(command)
 

@@ -6,7 +6,6 @@ import click
 
 # name -> (help, what fills it)
 _PENDING = {
-    "backfill": ("Re-run inference over a time range of frames.", "a later issue"),
     "monitor": ("Drift monitoring.", "the MLOps issues"),
 }
 

@@ -27,7 +27,9 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     """Run a Celery GPU worker whose bootstep consumes frames from Kafka.
 
     One process per device: the model lives in this process (no fork after CUDA), so
-    the Celery pool is `solo`; decoding, batching and writing run in threads inside it.
+    the Celery pool is `threads` with one slot (a backfill task; Celery's consumer keeps
+    answering control commands beside it); decoding, batching and writing run in threads
+    inside it.
     """
     # Imported here so that `framewire --help` does not pay for Celery and torch.
     from foundation.celery import QUEUES
@@ -42,7 +44,8 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     app.worker_main(
         [
             "worker",
-            "--pool=solo",
+            "--pool=threads",  # one slot: backfill tasks run beside Celery's consumer
+            "--concurrency=1",
             f"--queues={','.join(QUEUES)}",
             f"--hostname={node}",
             f"--loglevel={settings.log_level.upper()}",

@@ -7,9 +7,9 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from foundation.imageinfo import IMAGE_SUFFIXES
 from mlops.data.store import DatasetError, DatasetStore, DatasetVersion
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 # Largest image file imported. A 50-megapixel camera JPEG is about 25 MB; a larger file
 # is more likely a mistake (a renamed video, a scan) than a training image, and each file
 # is read whole into memory once.

@@ -58,12 +58,16 @@ from framewire.services import ensure_services
               show_default=True, help="with --soak: seconds between samples")  # fmt: skip
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="with --soak: write the samples to this CSV file")  # fmt: skip
+@click.option("--backfill", "backfill_fps", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="LIVE_FPS", help="live latency at LIVE_FPS alone and "
+              "while a backfill runs on the same worker (--load-seconds each)")  # fmt: skip
 @click.pass_obj
 def bench(settings: Settings, device: str | None, model: str, input_size: int, frame_size: str,
           frames: int, max_batch: int | None, load_seconds: float, naive_seconds: float,
           as_json: bool, plot: Path | None, profile: Path | None, gateway: bool,
           concurrency: str, soak_minutes: float | None, soak_streams: int, soak_fps: float,
-          soak_interval_s: float, csv_path: Path | None) -> None:  # fmt: skip
+          soak_interval_s: float, csv_path: Path | None, backfill_fps: float | None,
+          ) -> None:  # fmt: skip
     """Measure model-only and decode ceilings, pipeline saturation, latency at 10/50/80%
     load and the naive one-frame-at-a-time baseline, on one device and model.
 
@@ -76,6 +80,9 @@ def bench(settings: Settings, device: str | None, model: str, input_size: int, f
         return
     if csv_path is not None:
         raise click.ClickException("--csv goes with --soak")
+    if backfill_fps is not None:
+        _backfill(settings, backfill_fps, load_seconds, device or "auto", frame_size, as_json)
+        return
     device = device or "auto"
     if gateway:
         _gateway(settings, _concurrencies(concurrency), frames, device, as_json)
@@ -110,6 +117,23 @@ def bench(settings: Settings, device: str | None, model: str, input_size: int, f
         _draw(draw, summary, plot)
     if as_json:
         click.echo(format_json(summary))
+
+
+def _backfill(settings: Settings, live_fps: float, seconds: float, device: str,
+              frame_size: str, as_json: bool) -> None:  # fmt: skip
+    from framewire.bench.backfill import run_backfill_bench
+    from framewire.bench.options import BenchOptionError, parse_frame_size
+    from framewire.worker_process import WorkerExited
+    from workers.engine import resolve_device
+
+    try:
+        size = parse_frame_size(frame_size)
+        device = resolve_device(None if device == "auto" else device)
+        summary = run_backfill_bench(settings, live_fps, seconds, device, size, click.echo)
+    except (BenchOptionError, ValueError, RuntimeError, WorkerExited) as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
 
 
 def _soak(settings: Settings, minutes: float, streams: int, fps: float, interval_s: float,

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from foundation.imageinfo import ImageInfoError, check_complete, image_size
+from models.observe import grey_measures
 
 WORK_SIDE = 256
 # Decoding a larger image is refused (a PNG can claim 50,000 x 50,000 pixels in 200 KB);
@@ -76,9 +77,7 @@ def measure(data: bytes, thumbnail_side: int = 0) -> tuple[ImageStats, bytes | N
     grey = cv2.cvtColor(work, cv2.COLOR_BGR2GRAY)
     stats = ImageStats(
         kind, len(data), None, width, height,
-        brightness=float(grey.mean()),
-        contrast=float(grey.std()),
-        sharpness=float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+        **grey_measures(grey),
         dhash=dhash(grey),
         pixels=hashlib.sha256(repr(image.shape).encode() + image.tobytes()).hexdigest(),
     )  # fmt: skip

@@ -14,16 +14,14 @@ bin, so a monitor that bins live traffic with the same edges gets comparable cou
                   the largest reference norm), and the mean cosine similarity to the
                   reference centroid
 
-A monitor measures live frames with `input_statistics` and `embedding_hook` from here,
-so both sides compute the same numbers.
+A monitor measures live frames with `input_statistics` and `embedding_hook`
+(models/observe.py), so both sides compute the same numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -32,54 +30,18 @@ from mlops.data.store import DatasetStore, Item
 from mlops.evaluate import PreparedBatches, on_device
 from models.loader import LoadedModel
 from models.normalise import normalisation, to_model_input
+from models.observe import (
+    CONFIDENCE_EDGES,
+    INPUT_EDGES,
+    embedding_hook,
+    final_linear,
+    histogram,
+    input_statistics,
+)
 
 SCHEMA = "reference-stats/1"
 REFERENCE_FILE = "reference.json"
-CONFIDENCE_EDGES = np.linspace(0.0, 1.0, 21)
-# Fixed edges for the input measures (8-bit grey levels). Sharpness (variance of the
-# Laplacian) spans orders of magnitude, so its edges are logarithmic: 10^0 .. 10^5.
-INPUT_EDGES = {
-    "brightness": np.linspace(0.0, 255.0, 18),  # mean grey level
-    "contrast": np.linspace(0.0, 128.0, 17),  # standard deviation of the grey levels
-    "sharpness": np.concatenate([[0.0], np.logspace(0, 5, 21)]),
-}
 NORM_BINS = 20
-
-
-def input_statistics(image: np.ndarray, channel_order: str) -> dict[str, float]:
-    """Brightness, contrast and sharpness of one prepared H x W x 3 uint8 image."""
-    code = cv2.COLOR_RGB2GRAY if channel_order == "rgb" else cv2.COLOR_BGR2GRAY
-    grey = cv2.cvtColor(image, code)
-    return {
-        "brightness": float(grey.mean()),
-        "contrast": float(grey.std()),
-        "sharpness": float(cv2.Laplacian(grey, cv2.CV_64F).var()),
-    }
-
-
-def histogram(values: np.ndarray, edges: np.ndarray) -> dict[str, list]:
-    """Counts over fixed edges; out-of-range values go to the first or last bin."""
-    clipped = np.clip(np.asarray(values, np.float64), edges[0], edges[-1])
-    counts, _ = np.histogram(clipped, bins=edges)
-    return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()}
-
-
-def final_linear(module: nn.Module) -> nn.Linear:
-    """The last nn.Linear registered in the module: the classifier head of our models."""
-    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the model has no nn.Linear layer to take embeddings from")
-    return linears[-1]
-
-
-def embedding_hook(module: nn.Module, sink: Callable[[torch.Tensor], None]) -> Any:
-    """Register a forward hook that passes the final Linear's input to sink; returns the
-    handle (call .remove())."""
-
-    def hook(_layer: nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-        sink(inputs[0].detach().float().flatten(1).cpu())
-
-    return final_linear(module).register_forward_hook(hook)
 
 
 def reference_statistics(
@@ -98,7 +60,7 @@ def reference_statistics(
     batches = PreparedBatches(store, items, spec, batch_size)
     with on_device(model, device) as module, torch.inference_mode():
         scale, shift = normalisation(spec, device)
-        handle = embedding_hook(module, embeddings.append)
+        handle = embedding_hook(module, lambda x: embeddings.append(x.float().cpu()))
         try:
             for images, _ in batches:
                 for image in images:

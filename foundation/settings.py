@@ -197,6 +197,11 @@ class Settings:
         15.0, _non_negative_float, "seconds with lag and no record received before the worker "
         "reports a stall (event, metric, /readyz); 0: never"
     )
+    # Drift monitoring (workers/observe.py, mlops/monitor/).
+    observe_every: int = setting(
+        10, _int, "observe one device batch in this many: its frames' input statistics and "
+        "embeddings go to the monitoring topic for the drift monitor; 0: never"
+    )
     # Backfill jobs (workers/backfill/, docs/OPERATIONS.md).
     backfill_share: float = setting(
         0.25, _fraction, "largest share (0..1) of a worker's device batches that backfill may "

@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 EVENT_SCHEMA = "event/1"
-EVENT_TYPES = ("batch", "worker", "model", "rebalance", "error", "drift")
+EVENT_TYPES = (
+    "batch", "worker", "model", "rebalance", "error", "drift", "data_quality", "observation"
+)  # fmt: skip
 WORKER_STATES = ("started", "stopped")
 
 # Required fields per type and their JSON types (float accepts ints; bool is no number).
@@ -50,6 +52,8 @@ EVENT_FIELDS: dict[str, dict[str, type]] = {
     "rebalance": {"assigned": list, "revoked": list},
     "error": {"stage": str, "reason": str},
     "drift": {"metric": str, "value": float},
+    "data_quality": {"check": str, "value": float},
+    "observation": {"model": str, "frames": list},
 }
 
 # Keys every event has; a type's fields may not reuse them (they share one JSON object).

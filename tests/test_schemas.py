@@ -584,6 +584,8 @@ EVENT_EXAMPLES = {
     "rebalance": dict(assigned=["framewire.frames:0", "framewire.frames:1"], revoked=[]),
     "error": dict(stage="decode", reason="not a JPEG", frame_id="f-1"),
     "drift": dict(metric="mean_brightness_psi", value=0.31),
+    "data_quality": dict(check="frozen", value=45, stream_id="cam-1"),
+    "observation": dict(model="demo-shapes:1", frames=[{"stream_id": "cam-1", "brightness": 97.5}]),
 }
 
 

@@ -36,6 +36,15 @@ EngineFactory = Callable[[], InferenceEngine]  # the configured model, loaded an
 
 
 @dataclass
+class Observed:
+    """What a sampled batch shows the drift monitor (workers/observe.py)."""
+
+    images: np.ndarray  # N x H x W x 3 uint8, as the model saw them
+    embeddings: np.ndarray | None  # N x D, the final Linear's input; None: not available
+    channel_order: str
+
+
+@dataclass
 class FinishedBatch:
     """A batch the device ran: predictions[i] belongs to items[i]."""
 
@@ -46,6 +55,7 @@ class FinishedBatch:
     task: str
     launched_at: float
     inference_ms: float
+    observed: Observed | None = None  # one batch in FRAMEWIRE_OBSERVE_EVERY
 
 
 @dataclass
@@ -61,6 +71,7 @@ class _Launched:
     pending: PendingBatch
     engine: InferenceEngine
     launched_at: float
+    images: np.ndarray | None = None  # kept for an observed batch
 
 
 class DeviceStage(threading.Thread):
@@ -73,6 +84,7 @@ class DeviceStage(threading.Thread):
         on_model_loaded: Callable[[InferenceEngine], None],
         begin_redelivered: Callable[[WorkItem], None] = lambda item: None,
         backfill: BackfillLane | None = None,
+        observe_every: int = 0,
     ) -> None:
         super().__init__(name="framewire-device", daemon=True)
         self.batcher = batcher
@@ -82,6 +94,8 @@ class DeviceStage(threading.Thread):
         self.on_model_loaded = on_model_loaded
         self.begin_redelivered = begin_redelivered  # records its start; may fail it as poison
         self.backfill = backfill or BackfillLane(share=0.0)
+        self.observe_every = observe_every
+        self._batches = 0  # launched, for the observation sampling
         self.engine: InferenceEngine | None = None
         self.ready = threading.Event()  # set once the first model is loaded (or failed)
         self.load_error: BaseException | None = None
@@ -169,7 +183,10 @@ class DeviceStage(threading.Thread):
         try:
             faults.hang_in_inference([item.frame.frame_id for item in items if item.frame])
             images = np.stack([item.image for item in items])
-            launched.pending = engine.submit(images)
+            self._batches += 1
+            observe = self.observe_every > 0 and self._batches % self.observe_every == 0
+            launched.pending = engine.submit(images, observe=observe)
+            launched.images = images if observe else None
             return launched
         except Exception as exc:  # a model failure must not stop the worker
             self._running.remove(launched)
@@ -204,6 +221,10 @@ class DeviceStage(threading.Thread):
         card = launched.engine.card
         for item in launched.items:
             item.image = None  # release the pixels before the sink stage queues them
+        observed = None
+        if launched.images is not None:
+            observed = Observed(launched.images, launched.pending.embeddings(),
+                                card.input.channel_order)  # fmt: skip
         self.finished.put(
             FinishedBatch(
                 items=launched.items,
@@ -213,6 +234,7 @@ class DeviceStage(threading.Thread):
                 task=card.task,
                 launched_at=launched.launched_at,
                 inference_ms=(time.time() - launched.launched_at) * 1000,
+                observed=observed,
             )
         )
 

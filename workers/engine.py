@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from models.loader import LoadedModel
 from models.normalise import normalisation, to_model_input
+from models.observe import embedding_hook
 from models.spec import ModelCard, prepare
 from workers.optimize import for_inference
 
@@ -56,11 +58,18 @@ class PendingBatch:
         model: LoadedModel,
         logits: torch.Tensor | None,
         event: torch.cuda.Event | None = None,
+        embeddings: torch.Tensor | None = None,
     ) -> None:
         self._model = model
         self._logits = logits  # host tensor; on CUDA valid only once the event completed
         self._event = event
+        self._embeddings = embeddings  # host tensor, for an observed batch
         self._result: list[list[dict]] | None = None
+
+    def embeddings(self) -> np.ndarray | None:
+        """N x D: the input of the model's final Linear, when the batch was observed (call
+        after result())."""
+        return None if self._embeddings is None else self._embeddings.numpy()
 
     def done(self) -> bool:
         """True when result() will not wait."""
@@ -116,6 +125,11 @@ class InferenceEngine:
         if self.is_cuda:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
+        # Embeddings for drift monitoring come from the served forward pass itself: a hook
+        # on the final Linear keeps its input for the batches a worker observes.
+        self._observing = False
+        self._embeddings: torch.Tensor | None = None
+        self._embedding_hook = _embedding_hook(module, self._keep_embeddings)
         # Normalisation folded into one multiply-add on the device (models/normalise.py,
         # shared with training and evaluation so both see the same numbers).
         self._scale, self._shift = normalisation(spec, self.device)
@@ -144,20 +158,26 @@ class InferenceEngine:
         """A decoded BGR image -> the uint8 input this engine's model expects."""
         return prepare(image_bgr, self.card.input)
 
-    def submit(self, images: np.ndarray) -> PendingBatch:
-        """Launch a batch of up to max_batch prepared images; returns at once on CUDA."""
+    def submit(self, images: np.ndarray, observe: bool = False) -> PendingBatch:
+        """Launch a batch of up to max_batch prepared images; returns at once on CUDA.
+        observe: also keep the embeddings (the final Linear's input) of this batch."""
         n = self._check(images)
         if n == 0:
             return PendingBatch(self.model, None)
-        with torch.inference_mode():
-            if not self.is_cuda:
-                # from_numpy shares memory; a read-only array (e.g. np.frombuffer) is copied.
-                array = np.ascontiguousarray(images)
-                if not array.flags.writeable:
-                    array = array.copy()
-                logits = self._forward(torch.from_numpy(array))
-                return PendingBatch(self.model, logits.float())
-            return self._submit_cuda(images, n)
+        self._observing = observe and self._embedding_hook is not None
+        try:
+            with torch.inference_mode():
+                if not self.is_cuda:
+                    # from_numpy shares memory; a read-only array (np.frombuffer) is copied.
+                    array = np.ascontiguousarray(images)
+                    if not array.flags.writeable:
+                        array = array.copy()
+                    logits = self._forward(torch.from_numpy(array))
+                    return PendingBatch(self.model, logits.float(),
+                                        embeddings=self._take_embeddings())  # fmt: skip
+                return self._submit_cuda(images, n)
+        finally:
+            self._observing = False
 
     def predict(self, images: np.ndarray) -> list[list[dict]]:
         """Predictions for any number of images, max_batch at a time."""
@@ -209,9 +229,23 @@ class InferenceEngine:
             logits = self._forward(batch).float()
             out = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
             out.copy_(logits, non_blocking=True)
+            embeddings = self._take_embeddings()
+            if embeddings is not None:
+                host = torch.empty(embeddings.shape, dtype=torch.float32, pin_memory=True)
+                embeddings = host.copy_(embeddings.float(), non_blocking=True)
             done = torch.cuda.Event()
             done.record(self._stream)
-        return PendingBatch(self.model, out, done)
+        return PendingBatch(self.model, out, done, embeddings)
+
+    def _keep_embeddings(self, embeddings: torch.Tensor) -> None:
+        if self._observing:  # the hook runs on every forward; only observed ones are kept
+            self._embeddings = embeddings
+
+    def _take_embeddings(self) -> torch.Tensor | None:
+        embeddings, self._embeddings = self._embeddings, None
+        if embeddings is None or self.is_cuda:
+            return embeddings
+        return embeddings.float()
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC (on the device) -> logits: layout, normalisation and model on-device."""
@@ -246,3 +280,12 @@ class InferenceEngine:
         if not any_size and len(images) > self.max_batch:
             raise ValueError(f"batch of {len(images)} exceeds max_batch {self.max_batch}")
         return len(images)
+
+
+def _embedding_hook(module: torch.nn.Module, sink: Any) -> Any:
+    """The hook's handle, or None for a model without a final Linear (or TorchScript,
+    whose modules take no Python hooks): such a model is served without embeddings."""
+    try:
+        return embedding_hook(module, sink)
+    except (ValueError, RuntimeError, AttributeError):
+        return None

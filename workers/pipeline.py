@@ -94,6 +94,7 @@ class StreamingPipeline:
             on_model_loaded=self._model_loaded,
             begin_redelivered=self._begin_redelivered,
             backfill=self.backfill,
+            observe_every=settings.observe_every,
         )
         self.model_source = settings.model or ""  # what the engine serving now came from
         self.model_watcher = ModelWatcher(

@@ -19,6 +19,7 @@ from schemas import Event, Latency, ModelRef, Prediction, Result, Source
 from schemas.frame import now_ms
 from workers import metrics
 from workers.device import FinishedBatch
+from workers.observe import observation_event
 from workers.sinks import (
     GaveUp,
     KafkaSink,
@@ -97,6 +98,8 @@ class ResultWriter(threading.Thread):
                 },
             )
         )
+        if batch.observed is not None:  # one batch in FRAMEWIRE_OBSERVE_EVERY
+            self.kafka_sink.send_event(observation_event(batch, self.worker))
         if failed:  # a result that can never be written: its frame goes to the DLQ
             for i, error in failed.items():
                 metrics.SINK_FAILURES.labels(error.sink).inc()

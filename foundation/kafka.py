@@ -16,7 +16,7 @@ from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 from foundation.settings import Settings
 
 # Topic suffixes of DESIGN.md; the prefix comes from FRAMEWIRE_TOPIC_PREFIX.
-TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq", "results.backfill")
+TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq", "results.backfill", "feedback")
 
 CLIENT_ID = "framewire"
 
@@ -135,6 +135,77 @@ def topic_reader(settings: Settings, topics: list[str], from_beginning: bool) ->
     else:
         consumer.seek_to_end()
     return consumer
+
+
+# Finding offsets by time ------------------------------------------------------------------
+# A partition's offset for a time is asked with offsets_for_times and checked by reading
+# the record there and the one before. Where the broker cannot answer (the embedded Tansu
+# answers offset 0 for any time, shared/ENVIRONMENT.md), a binary search over offsets reads
+# one record per step: log2(records) fetches, never a scan of the partition.
+
+_PROBE_TIMEOUT_MS = 5_000
+
+
+def end_offset(consumer: KafkaConsumer, tp: TopicPartition) -> int:
+    """One past the partition's last record. The consumer must have tp assigned.
+
+    Apache Kafka's end offset is that already; the embedded broker answers the base offset
+    of the last batch (shared/ENVIRONMENT.md), so the records from there are read to be
+    sure (one fetch).
+    """
+    end = consumer.end_offsets([tp])[tp]
+    while (found := _last_record_from(consumer, tp, end)) is not None:
+        end = found + 1
+    return end
+
+
+def _last_record_from(consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+    consumer.seek(tp, offset)
+    records = consumer.poll(timeout_ms=200).get(tp, [])
+    offsets = [r.offset for r in records if r.offset >= offset]
+    return max(offsets) if offsets else None
+
+
+def offset_for_time(
+    consumer: KafkaConsumer, tp: TopicPartition, timestamp_ms: int, low: int, high: int
+) -> int:
+    """The first offset in [low, high] whose record timestamp is >= timestamp_ms (high if
+    none). The consumer must have tp assigned."""
+    answer = consumer.offsets_for_times({tp: max(0, timestamp_ms)}).get(tp)
+    if answer is not None and low <= answer.offset < high and _first_at_or_after(
+        consumer, tp, answer.offset, timestamp_ms, low
+    ):
+        return answer.offset
+    # No answer (the time is past the last record), or a wrong one: the embedded broker
+    # answers offset 0 whatever the time (shared/ENVIRONMENT.md). Search.
+    while low < high:
+        middle = (low + high) // 2
+        offset, timestamp = _record_at(consumer, tp, middle)
+        if timestamp < timestamp_ms:
+            low = offset + 1
+        else:
+            high = middle
+    return low
+
+
+def _first_at_or_after(
+    consumer: KafkaConsumer, tp: TopicPartition, offset: int, timestamp_ms: int, low: int
+) -> bool:
+    """Whether offset is the first record at or after the time (two reads: it, and the
+    one before it)."""
+    if _record_at(consumer, tp, offset)[1] < timestamp_ms:
+        return False
+    return offset == low or _record_at(consumer, tp, offset - 1)[1] < timestamp_ms
+
+
+def _record_at(consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> tuple[int, int]:
+    """(offset, timestamp) of the first record at or after offset (below the end)."""
+    consumer.seek(tp, offset)
+    for _ in range(3):
+        for record in consumer.poll(timeout_ms=_PROBE_TIMEOUT_MS, max_records=1).get(tp, []):
+            if record.offset >= offset:
+                return record.offset, record.timestamp
+    raise KafkaError(f"could not read {tp.topic}/{tp.partition} at offset {offset}")
 
 
 def _topic_configs(settings: Settings, suffix: str) -> dict[str, str]:

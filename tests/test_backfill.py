@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import redis
 
-from foundation.kafka import fetch_config
+from foundation.kafka import end_offset, fetch_config, offset_for_time
 from foundation.rediskeys import backfill_result_key, result_key
 from framewire.worker_process import WorkerProcess
 from schemas.frame import now_ms
@@ -27,7 +27,6 @@ from tests.kafka_helpers import read_records
 from tests.worker_harness import publish, synthetic_frames, wait_for_results, wait_until
 from workers.backfill.jobs import JobStore
 from workers.backfill.output import JOB_HEADER
-from workers.backfill.plan import end_offset, offset_for_time
 
 
 def captured_frames(count: int, stream: str, seed: int, t0: int) -> list:

@@ -1,9 +1,9 @@
 """Validating a classification model on dataset items: accuracy, per-class figures,
 the confusion matrix and the expected calibration error.
 
-The model sees exactly what a worker would feed it: the stored bytes decoded with
-cv2.imdecode (BGR), `prepare`d to the card's input spec, normalised by
-models.normalise (the engine's own arithmetic). Unreadable images are skipped and
+The model sees exactly what a worker would feed it: the stored bytes decoded as a worker
+decodes them (models/decode.py: a JPEG at reduced scale for a small input), `prepare`d to
+the card's input spec, normalised by models.normalise (the engine's own arithmetic). Unreadable images are skipped and
 counted. An item whose label the model does not know counts as wrong: it stays in
 `images` and in the accuracy's denominator, and its label is appended to `labels` (a
 confusion row whose column no prediction can reach), so the gate sees a model that
@@ -18,11 +18,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from mlops.data.store import DatasetStore, Item
+from models.decode import decode_for
 from models.loader import LoadedModel
 from models.normalise import normalisation, to_model_input
 from models.spec import InputSpec, prepare
@@ -155,9 +155,10 @@ def expected_calibration_error(
     return float(ece)
 
 
-def decode(data: bytes) -> np.ndarray | None:
-    """Stored bytes -> BGR uint8 image, or None when OpenCV cannot read them."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+def decode(data: bytes, spec: InputSpec | None = None) -> np.ndarray | None:
+    """Stored bytes -> BGR uint8 image (decoded as a worker decodes for spec: a JPEG at a
+    reduced scale when the input is small), or None when OpenCV cannot read them."""
+    return decode_for(data, spec)
 
 
 class PreparedBatches:
@@ -177,7 +178,7 @@ class PreparedBatches:
         batch: list[Item] = []
         for item in self.items:
             try:
-                image = decode(self.store.read_blob(item.blob))
+                image = decode(self.store.read_blob(item.blob), self.spec)
             except OSError:
                 image = None  # a blob missing from the store: as unreadable as bad bytes
             if image is None or image.size == 0:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from foundation.imageinfo import ImageInfoError, check_complete, image_size
+from models.decode import reduced_jpeg_flag
 from models.spec import InputSpec, prepare
 from schemas import Frame, SchemaError
 from workers import faults
@@ -22,15 +23,6 @@ from workers.work import WorkItem
 _RAW_CHANNELS = {"raw-bgr8": None, "raw-rgb8": cv2.COLOR_RGB2BGR}
 
 
-_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                 (2, cv2.IMREAD_REDUCED_COLOR_2))  # fmt: skip
-
-# A scaled decode may come out up to this factor smaller than the model's input in a
-# dimension, for `prepare` to enlarge: 640x480 at 1/8 is 80x60 for a 64x64 input. Measured
-# on the demo: 1/8 instead of 1/4 costs 0.9 instead of 1.3 ms of CPU per 61 KB frame,
-# moves the prepared pixels by 1.1 grey levels on average from a full decode (1/4: 0.4),
-# and leaves the demo model's accuracy unchanged (98.9% on 1,500 frames either way).
-_MAX_UPSCALE = 1.1
 
 
 class DecodeError(ValueError):
@@ -90,7 +82,7 @@ class FrameDecoder:
         check_complete(frame.data, frame.encoding)
         flag = cv2.IMREAD_COLOR
         if frame.encoding == "jpeg" and spec is not None:
-            flag = _reduced_jpeg_flag(width, height, spec)
+            flag = reduced_jpeg_flag(width, height, spec)
         image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
         if image is None:
             raise DecodeError(f"cannot decode {frame.encoding} image")
@@ -103,19 +95,3 @@ class FrameDecoder:
             )
         if width == 0 or height == 0:
             raise DecodeError(f"image of {width}x{height} pixels is empty")
-
-
-def _reduced_jpeg_flag(width: int, height: int, spec: InputSpec) -> int:
-    """The imdecode flag of the most reduced JPEG decode that `prepare` shrinks, or
-    enlarges by no more than _MAX_UPSCALE."""
-    if spec.resize == "letterbox":
-        scale = min(spec.width / width, spec.height / height)
-        target_w, target_h = round(width * scale), round(height * scale)
-    else:
-        target_w, target_h = spec.width, spec.height
-    for factor, flag in _REDUCED_JPEG:
-        # libjpeg rounds a scaled size up.
-        scaled_w, scaled_h = -(-width // factor), -(-height // factor)
-        if scaled_w * _MAX_UPSCALE >= target_w and scaled_h * _MAX_UPSCALE >= target_h:
-            return flag
-    return cv2.IMREAD_COLOR

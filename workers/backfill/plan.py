@@ -7,9 +7,10 @@
 
 A partition's start is the first offset whose record timestamp is at or after the time
 (foundation.kafka.offset_for_time: offsets_for_times, checked, or a binary search over
-offsets where the broker cannot answer; never a scan of the topic). Record timestamps are when the producer
-sent a frame, within moments of its capture; the search is widened by CLOCK_SLACK_MS on
-both sides, and the task keeps exactly the frames whose capture time (fw-ts) is in range.
+offsets where the broker cannot answer; never a scan of the topic). Record timestamps are
+when the producer sent a frame, within moments of its capture; the search is widened by
+CLOCK_SLACK_MS on both sides, and the task keeps exactly the frames whose capture time
+(fw-ts) is in range.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@ the confusion matrix and the expected calibration error.
 
 The model sees exactly what a worker would feed it: the stored bytes decoded as a worker
 decodes them (models/decode.py: a JPEG at reduced scale for a small input), `prepare`d to
-the card's input spec, normalised by models.normalise (the engine's own arithmetic). Unreadable images are skipped and
-counted. An item whose label the model does not know counts as wrong: it stays in
-`images` and in the accuracy's denominator, and its label is appended to `labels` (a
-confusion row whose column no prediction can reach), so the gate sees a model that
-cannot name a class the data has. Items without a label cannot be scored and are left
-out (counted in `unlabelled`).
+the card's input spec, normalised by models.normalise (the engine's own arithmetic).
+Unreadable images are skipped and counted. An item whose label the model does not know
+counts as wrong: it stays in `images` and in the accuracy's denominator, and its label is
+appended to `labels` (a confusion row whose column no prediction can reach), so the gate
+sees a model that cannot name a class the data has. Items without a label cannot be scored
+and are left out (counted in `unlabelled`).
 """
 
 from __future__ import annotations

@@ -202,6 +202,10 @@ class Settings:
         10, _int, "observe one device batch in this many: its frames' input statistics and "
         "embeddings go to the monitoring topic for the drift monitor; 0: never"
     )
+    monitor_config: str = setting(
+        "", str, "JSON file of drift thresholds per model name (\"*\": all): window, psi, js, "
+        "ks_alpha, embedding, confirm, bad_share (mlops/monitor/checks.py)"
+    )
     # Backfill jobs (workers/backfill/, docs/OPERATIONS.md).
     backfill_share: float = setting(
         0.25, _fraction, "largest share (0..1) of a worker's device batches that backfill may "

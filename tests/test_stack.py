@@ -138,14 +138,12 @@ def test_bad_setting_is_one_line_not_a_traceback():
     assert result.stderr.strip() == "Error: FRAMEWIRE_PARTITIONS='lots': expected an integer"
 
 
-def test_help_lists_every_verb_and_pending_ones_say_so():
+def test_help_lists_every_verb():
     result = framewire("--help", env={})
     for verb in ("stack", "topics", "worker", "produce", "results", "gateway", "demo", "bench",
                  "backfill", "data", "train", "registry", "mlflow", "dlq", "monitor"):
         assert f"  {verb}" in result.stdout
-    pending = framewire("monitor", env={})
-    assert pending.returncode == 1
-    assert "not implemented yet" in pending.stderr
+    assert "not implemented" not in result.stdout
 
 
 def _publish(address: str, topic: str, count: int) -> None:

@@ -21,7 +21,7 @@ from framewire.cli.data import data
 from framewire.cli.demo import demo
 from framewire.cli.dlq import dlq
 from framewire.cli.gateway import gateway
-from framewire.cli.pending import PENDING_COMMANDS
+from framewire.cli.monitor import monitor
 from framewire.cli.produce import produce
 from framewire.cli.registry import registry
 from framewire.cli.results import results
@@ -77,8 +77,7 @@ cli.add_command(mlflow_group)
 cli.add_command(registry)
 cli.add_command(dlq)
 cli.add_command(backfill)
-for command in PENDING_COMMANDS:
-    cli.add_command(command)
+cli.add_command(monitor)
 
 
 def main() -> None:

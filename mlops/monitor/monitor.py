@@ -1,0 +1,117 @@
+"""The drift monitor: observation events in, windows checked, drift and data-quality
+events out.
+
+    monitoring topic (observation events, per model version)
+      -> one window per `window` frames of a version -> checks.check_window against that
+         version's reference.json -> a drift event for a statistic over its threshold in
+         `confirm` consecutive windows; data_quality events for streams mostly blank or
+         badly exposed in a window, frozen (FROZEN_RUN identical observations in a row),
+         or silent (observed before, nothing for `silent_after_s`)
+
+Events go back to the monitoring topic (worker "monitor"); every window's report is kept
+(`reports`) for `framewire monitor` to print and for the HTML report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops.monitor.checks import FROZEN_RUN, Thresholds, WindowReport, check_window, signature
+from schemas import Event
+
+MONITOR = "monitor"  # the `worker` of the events the monitor emits
+
+ReferenceFor = Callable[[str], dict[str, Any] | None]  # "NAME:VERSION" -> reference.json
+
+
+@dataclass
+class _Version:
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    streak: dict[str, int] = field(default_factory=dict)  # metric -> windows over in a row
+
+
+class Monitor:
+    def __init__(
+        self, reference_for: ReferenceFor, thresholds_for: Callable[[str], Thresholds],
+        emit: Callable[[Event], None], silent_after_s: float = 60.0,
+    ) -> None:  # fmt: skip
+        self.reference_for = reference_for
+        self.thresholds_for = thresholds_for
+        self.emit = emit
+        self.silent_after_s = silent_after_s
+        self.reports: list[WindowReport] = []
+        self.drifts: list[Event] = []
+        self._versions: dict[str, _Version] = {}
+        self._last_seen: dict[str, float] = {}  # stream -> event time (s)
+        self._silent: set[str] = set()
+        self._runs: dict[str, tuple[tuple, int]] = {}  # stream -> (signature, run length)
+        self._no_reference: set[str] = set()
+
+    def add(self, event: dict[str, Any]) -> None:
+        """One event from the monitoring topic (others than observations are ignored)."""
+        if event.get("type") != "observation":
+            return
+        model, now_s = event["model"], event["ts"] / 1000
+        reference = self.reference_for(model)
+        if reference is None:
+            self._no_reference.add(model)
+            return
+        state = self._versions.setdefault(model, _Version())
+        for frame in event["frames"]:
+            self._watch_stream(frame, model, now_s)
+            state.frames.append(frame)
+        limits = self.thresholds_for(model)
+        while len(state.frames) >= limits.window:
+            window, state.frames = state.frames[: limits.window], state.frames[limits.window :]
+            self._check(model, window, reference, limits, state, event["ts"])
+        self._check_silence(now_s, event["ts"])
+
+    @property
+    def models_without_reference(self) -> list[str]:
+        return sorted(self._no_reference)
+
+    def _check(self, model: str, window: list[dict[str, Any]], reference: dict[str, Any],
+               limits: Thresholds, state: _Version, ts: int) -> None:  # fmt: skip
+        report = check_window(model, window, reference, limits)
+        self.reports.append(report)
+        for finding in report.findings:
+            streak = state.streak.get(finding.metric, 0) + 1 if finding.over else 0
+            state.streak[finding.metric] = streak
+            if streak == limits.confirm:  # once per episode, when it is confirmed
+                event = Event("drift", MONITOR, {
+                    "metric": finding.metric, "value": round(finding.value, 4),
+                    "threshold": round(finding.threshold, 4), "model": model,
+                    "window": limits.window, "windows": streak,
+                }, ts=ts)  # fmt: skip
+                self.drifts.append(event)
+                self.emit(event)
+        for stream, check, share in report.quality:
+            self._quality(stream, check, share, model, ts)
+
+    def _watch_stream(self, frame: dict[str, Any], model: str, now_s: float) -> None:
+        stream = frame["stream_id"]
+        self._last_seen[stream] = now_s
+        self._silent.discard(stream)
+        key = signature(frame)
+        previous, run = self._runs.get(stream, (None, 0))
+        run = run + 1 if key == previous else 1
+        self._runs[stream] = (key, run)
+        if run == FROZEN_RUN:
+            self._quality(stream, "frozen", float(run), model, int(now_s * 1000))
+
+    def _check_silence(self, now_s: float, ts: int) -> None:
+        for stream, seen in self._last_seen.items():
+            if stream not in self._silent and now_s - seen > self.silent_after_s:
+                self._silent.add(stream)
+                self._quality(stream, "silent", round(now_s - seen, 1), None, ts)
+
+    def _quality(self, stream: str, check: str, value: float, model: str | None,
+                 ts: int) -> None:  # fmt: skip
+        fields = {"check": check, "value": value, "stream_id": stream}
+        if model is not None:
+            fields["model"] = model
+        self.emit(Event("data_quality", MONITOR, fields, ts=ts))
+
+

@@ -94,7 +94,7 @@ def test_a_clear_shift_is_reported_within_confirm_windows() -> None:
     limits = Thresholds(window=300, confirm=2)
     rng = np.random.default_rng(2)
     frames = draw(rng, 300 * 3) + draw(rng, 300 * 3, brightness_shift=-40, embedding_shift=0.5)
-    monitor, events = run(frames, limits)
+    _, events = run(frames, limits)
     drifts = [e for e in events if e.type == "drift"]
     metrics = {e.fields["metric"] for e in drifts}
     assert {"brightness_ks", "embedding_shift"} <= metrics
@@ -143,7 +143,7 @@ def test_data_quality_blank_frozen_and_silent_streams() -> None:
 
 
 def test_unknown_versions_and_thresholds_are_said() -> None:
-    monitor, events = run([], Thresholds())
+    monitor, _ = run([], Thresholds())
     monitor.add({"type": "observation", "model": "other:3", "ts": 1, "frames": []})
     assert monitor.models_without_reference == ["other:3"]
     with pytest.raises(ValueError, match="unknown monitor threshold"):

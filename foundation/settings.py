@@ -204,7 +204,8 @@ class Settings:
     )
     monitor_config: str = setting(
         "", str, "JSON file of drift thresholds per model name (\"*\": all): window, psi, js, "
-        "ks_alpha, embedding, confirm, bad_share (mlops/monitor/checks.py)"
+        "ks_alpha, ks_distance, embedding, confirm, bad_share, stream_frames "
+        "(mlops/monitor/checks.py)"
     )
     # Backfill jobs (workers/backfill/, docs/OPERATIONS.md).
     backfill_share: float = setting(

@@ -118,7 +118,7 @@ def test_a_slow_gradual_shift_is_reported_too() -> None:
 
 def test_data_quality_blank_frozen_and_silent_streams() -> None:
     rng = np.random.default_rng(4)
-    frames = draw(rng, 300)
+    frames = draw(rng, 600)  # two windows: exposure problems must last `confirm` windows
     for f in frames:
         if f["stream_id"] == "cam-0":
             f.update(contrast=0.5, brightness=3.0)  # a capped lens: blank and underexposed
@@ -134,9 +134,9 @@ def test_data_quality_blank_frozen_and_silent_streams() -> None:
     assert frozen.fields["value"] == FROZEN_RUN
     # cam-2 goes quiet while cam-3 goes on: reported once, after silent_after_s.
     later = [dict(f, stream_id="cam-3") for f in draw(rng, 10)]
-    monitor.add({"type": "observation", "model": MODEL, "ts": 1_000_000 + 61_000,
-                 "frames": later})  # fmt: skip
     monitor.add({"type": "observation", "model": MODEL, "ts": 1_000_000 + 62_000,
+                 "frames": later})  # fmt: skip
+    monitor.add({"type": "observation", "model": MODEL, "ts": 1_000_000 + 63_000,
                  "frames": later})  # fmt: skip
     silent = [e for e in events if e.fields.get("check") == "silent"]
     assert {e.fields["stream_id"] for e in silent} == {"cam-0", "cam-1", "cam-2"}

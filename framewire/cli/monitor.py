@@ -19,9 +19,11 @@ from foundation.settings import Settings
               help="observed frames per window (overrides FRAMEWIRE_MONITOR_CONFIG)")
 @click.option("--no-emit", is_flag=True, help="print only; send no drift or data_quality events")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per window and event")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0,
+              help="serve the drift gauges for Prometheus on this port (0: off)")
 @click.pass_obj
 def monitor(settings: Settings, since: str, follow: bool, window: int | None, no_emit: bool,
-            as_json: bool) -> None:  # fmt: skip
+            as_json: bool, metrics_port: int) -> None:  # fmt: skip
     """Compare live windows with each served version's reference statistics."""
     import dataclasses
 
@@ -55,6 +57,10 @@ def monitor(settings: Settings, since: str, follow: bool, window: int | None, no
         else:
             click.echo(f"  {event.type}: " + ", ".join(f"{k}={v}" for k, v in event.fields.items()))
 
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="0.0.0.0")
     try:
         result = run_monitor(settings, since_ms, follow=follow, on_event=on_event,
                              on_window=on_window, thresholds=thresholds,

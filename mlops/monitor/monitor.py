@@ -5,8 +5,8 @@ events out.
       -> one window per `window` frames of a version -> checks.check_window against that
          version's reference.json -> a drift event for a statistic over its threshold in
          `confirm` consecutive windows; data_quality events for streams mostly blank or
-         badly exposed in a window, frozen (FROZEN_RUN identical observations in a row),
-         or silent (observed before, nothing for `silent_after_s`)
+         badly exposed in `confirm` consecutive windows, frozen (FROZEN_RUN identical
+         observations in a row), or silent (observed before, nothing for silent_after_s)
 
 Events go back to the monitoring topic (worker "monitor"); every window's report is kept
 (`reports`) for `framewire monitor` to print and for the HTML report.
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops.monitor import metrics
 from mlops.monitor.checks import FROZEN_RUN, Thresholds, WindowReport, check_window, signature
 from schemas import Event
 
@@ -30,6 +31,7 @@ ReferenceFor = Callable[[str], dict[str, Any] | None]  # "NAME:VERSION" -> refer
 class _Version:
     frames: list[dict[str, Any]] = field(default_factory=list)
     streak: dict[str, int] = field(default_factory=dict)  # metric -> windows over in a row
+    quality_streak: dict[tuple[str, str], int] = field(default_factory=dict)  # (stream, check)
 
 
 class Monitor:
@@ -76,9 +78,15 @@ class Monitor:
                limits: Thresholds, state: _Version, ts: int) -> None:  # fmt: skip
         report = check_window(model, window, reference, limits)
         self.reports.append(report)
+        metrics.WINDOWS.labels(model).inc()
+        if report.accuracy is not None:
+            metrics.LIVE_ACCURACY.labels(model).set(report.accuracy)
         for finding in report.findings:
             streak = state.streak.get(finding.metric, 0) + 1 if finding.over else 0
             state.streak[finding.metric] = streak
+            metrics.DRIFT_VALUE.labels(model, finding.metric).set(finding.value)
+            metrics.DRIFT_THRESHOLD.labels(model, finding.metric).set(finding.threshold)
+            metrics.DRIFTING.labels(model, finding.metric).set(streak >= limits.confirm)
             if streak == limits.confirm:  # once per episode, when it is confirmed
                 event = Event("drift", MONITOR, {
                     "metric": finding.metric, "value": round(finding.value, 4),
@@ -87,8 +95,12 @@ class Monitor:
                 }, ts=ts)  # fmt: skip
                 self.drifts.append(event)
                 self.emit(event)
-        for stream, check, share in report.quality:
-            self._quality(stream, check, share, model, ts)
+        flagged = {(stream, check): share for stream, check, share in report.quality}
+        for key in set(state.quality_streak) | set(flagged):
+            streak = state.quality_streak.get(key, 0) + 1 if key in flagged else 0
+            state.quality_streak[key] = streak
+            if streak == limits.confirm:  # a dark scene passes; a capped lens stays
+                self._quality(key[0], key[1], round(flagged[key], 3), model, ts)
 
     def _watch_stream(self, frame: dict[str, Any], model: str, now_s: float) -> None:
         stream = frame["stream_id"]
@@ -109,6 +121,7 @@ class Monitor:
 
     def _quality(self, stream: str, check: str, value: float, model: str | None,
                  ts: int) -> None:  # fmt: skip
+        metrics.DATA_QUALITY.labels(check).inc()
         fields = {"check": check, "value": value, "stream_id": stream}
         if model is not None:
             fields["model"] = model

@@ -1,0 +1,20 @@
+"""Prometheus metrics of `framewire monitor` (served with --metrics-port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+DRIFT_VALUE = Gauge("framewire_drift_value", "The last window's drift statistic",
+                    ["model", "metric"])  # fmt: skip
+DRIFT_THRESHOLD = Gauge("framewire_drift_threshold", "The threshold of a drift statistic",
+                        ["model", "metric"])  # fmt: skip
+DRIFTING = Gauge("framewire_drifting", "1 while a statistic has been over its threshold for "
+                 "`confirm` windows or more", ["model", "metric"])  # fmt: skip
+LIVE_ACCURACY = Gauge("framewire_live_accuracy", "Accuracy of the last window's labelled "
+                      "frames", ["model"])  # fmt: skip
+WINDOWS = Counter("framewire_monitor_windows_total", "Windows checked", ["model"])
+DATA_QUALITY = Counter("framewire_data_quality_events_total", "data_quality events sent",
+                       ["check"])  # fmt: skip
+
+METRIC_NAMES = sorted(m._name for m in (DRIFT_VALUE, DRIFT_THRESHOLD, DRIFTING, LIVE_ACCURACY,
+                                        WINDOWS, DATA_QUALITY))  # fmt: skip

@@ -61,8 +61,9 @@ MODEL_INFO = Info("framewire_model", "The model being served")
 DEVICE_MEMORY = Gauge("framewire_device_memory_bytes", "Device memory allocated by the model")
 
 # Backfill tasks (workers/backfill/): progress for the dashboard.
+# `backfill_job`, not `job`: Prometheus keeps `job` for the scrape job.
 BACKFILL_FRAMES = Counter(
-    "framewire_backfill_frames_total", "Frames scored by backfill tasks", ["job"]
+    "framewire_backfill_frames_total", "Frames scored by backfill tasks", ["backfill_job"]
 )
 BACKFILL_TASKS = Gauge("framewire_backfill_tasks_running", "Backfill tasks running now")
 DEVICE_BATCHES = Counter(

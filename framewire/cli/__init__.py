@@ -22,6 +22,7 @@ from framewire.cli.demo import demo
 from framewire.cli.dlq import dlq
 from framewire.cli.gateway import gateway
 from framewire.cli.monitor import monitor
+from framewire.cli.operate import beat, flower
 from framewire.cli.produce import produce
 from framewire.cli.registry import registry
 from framewire.cli.results import results
@@ -76,6 +77,8 @@ cli.add_command(train)
 cli.add_command(mlflow_group)
 cli.add_command(registry)
 cli.add_command(dlq)
+cli.add_command(flower)
+cli.add_command(beat)
 cli.add_command(backfill)
 cli.add_command(monitor)
 

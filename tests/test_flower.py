@@ -1,8 +1,9 @@
 """`framewire flower`: a real Flower shows a real worker and its `framewire` stats.
 
 The `flower` fixture is a running Flower (basic auth from FLOWER_BASIC_AUTH, as operators
-set it) on this test's Celery broker; other checks that read Flower's HTTP API, such as a
-backfill task's progress at /api/task/info/<id>, can take it as they are.
+set it) on this test's Celery broker. The worker's `framewire` section comes from
+/api/workers; a backfill task from /api/task/info/<id> (Flower's view, from the task
+events) and its progress from /api/task/result/<id> (the result backend).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 from foundation.servers import free_port
 from foundation.settings import Settings
 from framewire.worker_process import WorkerProcess, child_env
+from tests.cli_helpers import invoke
 from tests.worker_harness import publish, synthetic_frames, wait_for_results
 
 USER, PASSWORD = "fw-test", "not-a-real-secret"
@@ -126,8 +128,8 @@ def framewire_stats(
         time.sleep(0.5)
 
 
-def test_flower_shows_the_worker_and_its_framewire_stats(
-    topics: Settings, worker: WorkerProcess, flower: RunningFlower
+def test_flower_shows_the_worker_its_framewire_stats_and_a_backfill_task(
+    topics: Settings, worker: WorkerProcess, flower: RunningFlower, tmp_path: Path
 ) -> None:
     frames = synthetic_frames(10, streams=1)
     publish(topics, frames)
@@ -142,6 +144,28 @@ def test_flower_shows_the_worker_and_its_framewire_stats(
     # The password came from FLOWER_BASIC_AUTH: without it the API refuses, the probe does not.
     assert flower.get("/api/workers", authenticated=False)[0] == 401
     assert flower.get("/healthcheck", authenticated=False) == (200, "OK")
+
+    # A backfill task and its progress (done, total, frames/s), as Flower shows them.
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, frame in enumerate(synthetic_frames(120, streams=1, seed=9)):
+        (folder / f"{i:03d}.jpg").write_bytes(frame.data)
+    out = invoke(topics, "backfill", "--source", str(folder), "--job", "bf-flower", "--wait")
+    assert out.exit_code == 0, out.output
+    task_id = "bf-flower-c0"
+    deadline = time.monotonic() + 30
+    while True:
+        status, info = flower.get(f"/api/task/info/{task_id}")
+        if status == 200 and info.get("state") == "SUCCESS":
+            break
+        assert time.monotonic() < deadline, (status, info)
+        time.sleep(0.5)
+    assert info["name"] == "framewire.backfill" and info["worker"].startswith(worker.name)
+    status, result = flower.get(f"/api/task/result/{task_id}")
+    assert status == 200 and result["state"] == "SUCCESS", result
+    progress = result["result"]
+    assert (progress["done"], progress["total"], progress["scored"]) == (120, 120, 120)
+    assert progress["state"] == "done" and progress["frames_per_s"] > 0
 
 
 def test_a_taken_port_is_a_one_line_error(settings: Settings) -> None:

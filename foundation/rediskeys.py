@@ -23,6 +23,12 @@ def reply_key(request_id: str) -> str:
     return f"fw:reply:{request_id}"
 
 
+def frame_key(frame_id: str) -> str:
+    """A hash: a short-lived copy of a frame's bytes (`data`, `encoding`, and `width`,
+    `height` when known), for joining labels to frames (FRAMEWIRE_FRAME_COPY_TTL_S)."""
+    return f"fw:frame:{frame_id}"
+
+
 def deliveries_key(group: str, topic: str, partition: int) -> str:
     """A hash of delivery counts by offset for one partition as one consumer group reads it."""
     return f"fw:deliveries:{group}:{topic}:{partition}"

@@ -37,6 +37,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
 def _port(text: str) -> int:
     value = _int(text)
     if not 0 < value < 65536:
@@ -176,6 +183,18 @@ class Settings:
         1_000, _positive_int, "approximate length cap of each fw:stream:{id}:results"
     )
     reply_ttl_s: int = setting(120, _positive_int, "how long an unread gateway reply lives")
+    # A copy of each frame's bytes in Redis, so a label can still be joined to its frame
+    # when the frames topic no longer has it (mlops/feedback/, docs/MLOPS.md "Feedback").
+    # Redis memory = frames/s x bytes per frame x TTL: 120 s of one 30 fps camera of 61 KB
+    # JPEGs (640x480) is 220 MB, of the demo's 30 frames/s of 17.5 KB 63 MB. 120 s covers
+    # the usual gap between a result and a label given on it (a gateway client or an
+    # operator reacting to what they see; a gateway reply also lives 120 s), and a label
+    # sent through framewire extends its frame's copy to the result's TTL, so the window
+    # only has to reach the label, not the collector.
+    frame_copy_ttl_s: int = setting(
+        120, _non_negative_int, "how long the worker keeps a copy of each frame's bytes in Redis "
+        "(fw:frame:{frame_id}) for joining labels to frames; 0: no copies"
+    )
     metrics_port: int = setting(0, _int, "Prometheus /metrics port of the worker; 0: off")
     drain_timeout_s: float = setting(
         20.0, _non_negative_float, "how long shutdown or a revocation waits for in-flight frames"
@@ -324,6 +343,10 @@ class Settings:
     @property
     def backfill_results_topic(self) -> str:
         return self.topic("results.backfill")
+
+    @property
+    def feedback_topic(self) -> str:
+        return self.topic("feedback")
 
     @property
     def group_id(self) -> str:

@@ -1,4 +1,5 @@
-"""Message contracts of framewire: frame/1 (Kafka headers), result/1 and event/1 (JSON).
+"""Message contracts of framewire: frame/1 (Kafka headers), result/1, event/1 and feedback/1
+(JSON).
 
 Pure types, encoding, decoding and validation; no I/O. JSON Schema files for consumers in
 other languages are in ``schemas/json`` (JSON_DIR); docs/MESSAGES.md explains them.
@@ -10,6 +11,15 @@ from pathlib import Path
 
 from schemas.errors import SchemaError, clip
 from schemas.event import COMMON_KEYS, EVENT_FIELDS, EVENT_SCHEMA, EVENT_TYPES, WORKER_STATES, Event
+from schemas.feedback import (
+    FEEDBACK_SCHEMA,
+    MAX_FEEDBACK_BYTES,
+    MAX_LABEL_CHARS,
+    MAX_NOTE_CHARS,
+    MAX_SOURCE_CHARS,
+    MAX_TEXT_ID_CHARS,
+    Feedback,
+)
 from schemas.frame import (
     ENCODINGS,
     FRAME_SCHEMA,
@@ -53,6 +63,7 @@ __all__ = [
     "EVENT_FIELDS",
     "EVENT_SCHEMA",
     "EVENT_TYPES",
+    "FEEDBACK_SCHEMA",
     "FRAME_SCHEMA",
     "H_ENCODING",
     "H_FRAME_ID",
@@ -67,6 +78,11 @@ __all__ = [
     "H_WIDTH",
     "INT_HEADERS",
     "JSON_DIR",
+    "MAX_FEEDBACK_BYTES",
+    "MAX_LABEL_CHARS",
+    "MAX_NOTE_CHARS",
+    "MAX_SOURCE_CHARS",
+    "MAX_TEXT_ID_CHARS",
     "OPTIONAL_HEADERS",
     "RAW_ENCODINGS",
     "REQUIRED_HEADERS",
@@ -75,6 +91,7 @@ __all__ = [
     "TASKS",
     "WORKER_STATES",
     "Event",
+    "Feedback",
     "Frame",
     "KafkaRecord",
     "Latency",

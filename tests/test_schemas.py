@@ -1,5 +1,6 @@
 """The message contracts: round trips, rejections with their messages, and the JSON files
-(JSON Schema for result/1 and event/1, the frame/1 header table) kept equal to the code."""
+(JSON Schema for result/1, event/1 and feedback/1, the frame/1 header table) kept equal to
+the code."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from schemas import (
     RAW_ENCODINGS,
     REQUIRED_HEADERS,
     Event,
+    Feedback,
     Frame,
     KafkaRecord,
     Latency,
@@ -44,9 +46,11 @@ def load_json(name: str) -> dict:
 
 RESULT_SCHEMA_JSON = load_json("result-1.schema.json")
 EVENT_SCHEMA_JSON = load_json("event-1.schema.json")
+FEEDBACK_SCHEMA_JSON = load_json("feedback-1.schema.json")
 HEADERS_JSON = load_json("frame-1.headers.json")
 RESULT_VALIDATOR = jsonschema.Draft202012Validator(RESULT_SCHEMA_JSON)
 EVENT_VALIDATOR = jsonschema.Draft202012Validator(EVENT_SCHEMA_JSON)
+FEEDBACK_VALIDATOR = jsonschema.Draft202012Validator(FEEDBACK_SCHEMA_JSON)
 
 
 # ----------------------------------------------------------------------------- frame/1
@@ -716,11 +720,141 @@ def test_event_rejects_nan_on_construction() -> None:
         Event("drift", "w", {"metric": "psi", "value": float("nan")})
 
 
+# --------------------------------------------------------------------------- feedback/1
+
+
+FEEDBACK_EXAMPLES = {
+    "minimal": Feedback("0b4f7c1e-8a70-4a35-9d3c-2f1f3b0c9e11", "cat", "operator:alice", ts=5),
+    "with box and note": Feedback(
+        "f-2", "person", "gateway", ts=1_700_000_000_000, box=[1, 2.5, 100, 200],
+        note="two people, labelled the nearer one\nsecond line is fine in a note",
+    ),
+    "at every limit": Feedback(
+        "f" * 200, "ü" * 200, "s" * 200, ts=2**63 - 1, box=[0, 0, 1e9, 1e9], note="n" * 2000
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(FEEDBACK_EXAMPLES))
+def test_feedback_round_trip_and_json_schema(name: str) -> None:
+    f = FEEDBACK_EXAMPLES[name]
+    data = f.to_json()
+    assert isinstance(data, bytes)
+    compact = json.dumps(json.loads(data), separators=(",", ":"), ensure_ascii=False).encode()
+    assert data == compact
+    assert len(data) <= schemas.MAX_FEEDBACK_BYTES
+    assert Feedback.from_json(data) == f
+    assert Feedback.from_json(data.decode()) == f
+    d = json.loads(data)
+    assert list(d)[:5] == ["schema", "frame_id", "label", "source", "ts"]
+    FEEDBACK_VALIDATOR.validate(d)
+    key, value, headers = f.to_record()
+    assert (key, value, headers) == (f.frame_id.encode(), data, [])
+
+
+def test_feedback_defaults_and_optional_fields() -> None:
+    f = Feedback("f-1", "cat", "synthetic")
+    assert abs(f.ts - schemas.now_ms()) < 60_000
+    assert (f.box, f.note) == (None, None)
+    d = f.to_dict()
+    assert "box" not in d and "note" not in d
+    assert Feedback("f", "c", "s", box=[1, 2, 3, 4]).box == [1.0, 2.0, 3.0, 4.0]
+    assert [x.name for x in dataclasses.fields(Feedback)] == [
+        "frame_id", "label", "source", "ts", "box", "note"
+    ]  # fmt: skip
+
+
+def test_feedback_ignores_unknown_fields_and_accepts_null_options() -> None:
+    d = {**FEEDBACK_EXAMPLES["minimal"].to_dict(), "future": 1, "box": None, "note": None}
+    assert Feedback.from_dict(d) == FEEDBACK_EXAMPLES["minimal"]
+
+
+def _fb(**change) -> dict:
+    d = FEEDBACK_EXAMPLES["with box and note"].to_dict()
+    for key, value in change.items():
+        if value is _DELETE:
+            del d[key]
+        else:
+            d[key] = value
+    return d
+
+
+_DELETE = object()
+
+# (document, SchemaError.field, text in the message); the JSON Schema rejects each too.
+FEEDBACK_REJECTS = [
+    (_fb(schema="feedback/2"), "schema", "unknown schema 'feedback/2'; supported: feedback/1"),
+    (_fb(schema=_DELETE), "schema", "missing required field schema"),
+    (_fb(frame_id=_DELETE), "frame_id", "missing required field frame_id"),
+    (_fb(frame_id=""), "frame_id", "frame_id must not be empty"),
+    (_fb(frame_id="f" * 201), "frame_id", "at most 200 characters, got 201"),
+    (_fb(frame_id="a\nb"), "frame_id", "must not contain control characters"),
+    (_fb(label=7), "label", "label must be a string, got integer 7"),
+    (_fb(label=""), "label", "label must not be empty"),
+    (_fb(label="x" * 201), "label", "at most 200 characters"),
+    (_fb(label="cat\x00"), "label", "control characters"),
+    (_fb(source=_DELETE), "source", "missing required field source"),
+    (_fb(source="x" * 201), "source", "at most 200 characters"),
+    (_fb(ts="now"), "ts", "ts must be an integer, got string 'now'"),
+    (_fb(ts=-1), "ts", "ts must be >= 0"),
+    (_fb(ts=2**63), "ts", "at most 2**63-1"),
+    (_fb(ts=1.5), "ts", "must be an integer"),
+    (_fb(box=[1, 2, 3]), "box", "must have 4 numbers"),
+    (_fb(box="1,2,3,4"), "box", "box must be an array"),
+    (_fb(box=[1, 2, 3, "4"]), "box[3]", "finite number"),
+    (_fb(box=[-1, 2, 3, 4]), "box[0]", "box[0] must be >= 0"),
+    (_fb(note=5), "note", "note must be a string"),
+    (_fb(note="n" * 2001), "note", "at most 2000 characters"),
+]
+
+
+@pytest.mark.parametrize(("doc", "field", "text"), FEEDBACK_REJECTS)
+def test_feedback_rejects(doc: dict, field: str, text: str) -> None:
+    with pytest.raises(SchemaError) as info:
+        Feedback.from_dict(doc)
+    assert info.value.field == field
+    assert text in info.value.message, info.value.message
+    line = str(info.value)
+    assert field in line and "\n" not in line and len(line) < 200
+    assert not FEEDBACK_VALIDATOR.is_valid(doc)
+
+
+def test_feedback_box_order_is_checked_in_python_only() -> None:
+    # JSON Schema cannot compare two items; its description says so.
+    doc = _fb(box=[10, 0, 5, 4])
+    with pytest.raises(SchemaError, match="x1 < x2 and y1 < y2") as info:
+        Feedback.from_dict(doc)
+    assert info.value.field == "box"
+    assert "x1 < x2" in FEEDBACK_SCHEMA_JSON["description"]
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "text"),
+    [
+        (None, "value", "empty record value"),
+        (b"{not json", None, "not valid JSON"),
+        (b"[1]", None, "message must be an object, got array"),
+        (b" " * (schemas.MAX_FEEDBACK_BYTES + 1), "value", "larger than 16384"),
+    ],
+)
+def test_feedback_from_json_rejects_garbage(data, field, text: str) -> None:
+    with pytest.raises(SchemaError, match=text) as info:
+        Feedback.from_json(data)
+    assert info.value.field == field
+
+
+def test_feedback_constructor_rejects_like_from_dict() -> None:
+    with pytest.raises(SchemaError, match="label must not be empty"):
+        Feedback("f", "", "s")
+    with pytest.raises(SchemaError, match="source must be a string, got null"):
+        Feedback("f", "cat", None)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------- JSON Schema files == the Python types
 
 
 def test_json_schemas_are_valid_draft_2020_12() -> None:
-    for doc in (RESULT_SCHEMA_JSON, EVENT_SCHEMA_JSON):
+    for doc in (RESULT_SCHEMA_JSON, EVENT_SCHEMA_JSON, FEEDBACK_SCHEMA_JSON):
         assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         jsonschema.Draft202012Validator.check_schema(doc)
 
@@ -805,6 +939,16 @@ def test_event_json_schema_matches_event_fields() -> None:
 def test_public_api_is_reexported() -> None:
     for name in schemas.__all__:
         assert hasattr(schemas, name), name
-    for module in ("errors", "frame", "result", "event"):
+    for module in ("errors", "frame", "result", "event", "feedback"):
         mod = __import__(f"schemas.{module}", fromlist=["__all__"])
         assert set(mod.__all__) <= set(schemas.__all__), module
+
+
+def test_feedback_json_schema_matches_dataclass() -> None:
+    _assert_object_matches(FEEDBACK_SCHEMA_JSON, Feedback, "feedback")
+    props = FEEDBACK_SCHEMA_JSON["properties"]
+    assert props["schema"] == {"const": schemas.FEEDBACK_SCHEMA}
+    limits = {"frame_id": schemas.MAX_TEXT_ID_CHARS, "label": schemas.MAX_LABEL_CHARS,
+              "source": schemas.MAX_SOURCE_CHARS, "note": schemas.MAX_NOTE_CHARS}  # fmt: skip
+    for name, most in limits.items():
+        assert props[name]["maxLength"] == most, name

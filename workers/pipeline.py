@@ -77,7 +77,8 @@ class StreamingPipeline:
         self.kafka_sink = KafkaSink(settings, self.worker)
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
         redis_sink = RedisSink(
-            self.redis, settings.result_ttl_s, settings.stream_maxlen, settings.reply_ttl_s
+            self.redis, settings.result_ttl_s, settings.stream_maxlen, settings.reply_ttl_s,
+            settings.frame_copy_ttl_s,
         )
         self.decode_pool = ThreadPoolExecutor(
             settings.decode_threads, thread_name_prefix="framewire-decode",

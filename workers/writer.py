@@ -83,7 +83,7 @@ class ResultWriter(threading.Thread):
             self._result(item, preds, batch, completed)
             for item, preds in zip(batch.items, batch.predictions, strict=True)
         ]
-        failed = self._write(batch.items, results)
+        failed = self._write(batch.items, results, copy_frames=True)
         self._observe(batch, [r for i, r in enumerate(results) if i not in failed])
         self.kafka_sink.send_event(
             Event(
@@ -136,20 +136,27 @@ class ResultWriter(threading.Thread):
                                              **_coordinates(item)})
             )  # fmt: skip
 
-    def _write(self, items: list[WorkItem], results: list[Result]) -> Failures:
+    def _write(
+        self, items: list[WorkItem], results: list[Result], copy_frames: bool = False
+    ) -> Failures:
         """The results topic and Redis, each retried while its failures are retriable.
         The Kafka sends go first and are awaited last, so the two round trips overlap.
-        Returns the frames that failed for good in either."""
+        Returns the frames that failed for good in either. copy_frames: also keep each
+        frame's bytes in Redis for a while (only frames the model ran: a frame that failed
+        is no training data)."""
         encoded = [r.to_json() for r in results]
         delivery = self.kafka_sink.send_results(
             [(r.stream_id.encode(), data, r.frame_id) for r, data in zip(results, encoded,
                                                                          strict=True)]
         )  # fmt: skip
         rows = [
-            RedisResult(r.frame_id, r.stream_id, r.seq, data, item.frame.reply_to)
+            RedisResult(
+                r.frame_id, r.stream_id, r.seq, data, item.frame.reply_to,
+                item.frame if copy_frames else None,
+            )
             for item, r, data in zip(items, results, encoded, strict=True)
             if item.frame is not None
-        ]
+        ]  # fmt: skip
         failed = self._write_redis(rows)
         for i, error in delivery.wait(self.abort).items():
             failed.setdefault(i, error)

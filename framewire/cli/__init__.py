@@ -20,6 +20,7 @@ from framewire.cli.bench import bench
 from framewire.cli.data import data
 from framewire.cli.demo import demo
 from framewire.cli.dlq import dlq
+from framewire.cli.feedback import feedback
 from framewire.cli.gateway import gateway
 from framewire.cli.monitor import monitor
 from framewire.cli.operate import beat, flower
@@ -80,6 +81,7 @@ cli.add_command(dlq)
 cli.add_command(flower)
 cli.add_command(beat)
 cli.add_command(backfill)
+cli.add_command(feedback)
 cli.add_command(monitor)
 
 

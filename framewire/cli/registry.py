@@ -160,13 +160,10 @@ def promote(
     settings: Settings, name: str, version: str, alias: str, force: bool, device: str
 ) -> None:
     """Point ALIAS at VERSION if the validation gate accepts it; tell the workers."""
-    from mlops.registry.deploy import notify_workers
-    from mlops.registry.gate import run_gate
-    from mlops.registry.store import Registry
-    from models.registry import LABELS_CHANGED_TAG
+    from mlops.registry.promote import promote as run_promotion
 
-    reg = Registry(settings)
-    decision = run_gate(settings, reg, name, version, alias, device=device)
+    promotion = run_promotion(settings, name, version, alias, force=force, device=device)
+    decision = promotion.decision
     if decision.production == decision.candidate:
         click.echo(f"{name}@{alias} is already version {version}: nothing to do")
         return
@@ -187,12 +184,10 @@ def promote(
         click.echo("--force: promoting anyway; recorded in the history")
     else:
         click.echo(f"gate: accepted ({margins})")
-    if decision.labels_differ and force:
-        reg.set_version_tag(name, version, LABELS_CHANGED_TAG, "true")
-    entry = reg.move_alias(name, alias, version, "promote", forced=not decision.accepted,
-                           reasons=decision.reasons)  # fmt: skip
+    entry = promotion.entry
+    assert entry is not None
     click.echo(f"{name}@{alias}: {entry.previous or '-'} -> {entry.version}")
-    click.echo(notify_workers(settings, name))
+    click.echo(promotion.notified)
 
 
 @registry.command()

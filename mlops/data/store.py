@@ -143,7 +143,7 @@ class DatasetStore:
         source becomes the one that gave the new label. A blob met again within one commit
         is recorded in `also`, not relabelled: the first place decides.
         """
-        _check_name(name)
+        check_name(name)
         with self._locked(name):
             latest = self.latest(name)
             items, also = _merge(latest, added)
@@ -166,7 +166,7 @@ class DatasetStore:
     def resolve(self, ref: str) -> DatasetVersion:
         """NAME, NAME@latest, NAME@VERSION or NAME@PREFIX of a version id."""
         name, _, wanted = ref.partition("@")
-        _check_name(name)
+        check_name(name)
         history = self.history(name)
         if not history:
             raise DatasetError(f"no dataset named {name!r} (framewire data list)")
@@ -277,7 +277,7 @@ def _canonical(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
     if not _NAME.match(name):
         raise DatasetError(
             f"dataset name {name!r}: letters, digits, '.', '_' and '-', at most 64"

@@ -33,7 +33,7 @@ _GRACE_S = 2.0
 _STALL_S = 15.0  # no record at all for this long before the end: stop, say so
 
 
-class _Unusable(Exception):
+class UnusableFrame(Exception):
     """A valid frame that cannot become an image file; str() is the reason, for a count."""
 
 
@@ -80,11 +80,11 @@ def import_topic(
             if reason:
                 left_out[reason] += 1
                 continue
-            data = _image_file(frame, settings.max_frame_pixels)
+            data = image_file(frame, settings.max_frame_pixels)
         except SchemaError as exc:
             skipped[f"not frame/1 (bad {exc.field or 'record'})"] += 1
             continue
-        except _Unusable as exc:
+        except UnusableFrame as exc:
             skipped[str(exc)] += 1
             continue
         source = f"{record.topic}/{record.partition}/{record.offset}"
@@ -98,20 +98,20 @@ def import_topic(
     return Imported(version, created, records, lines, dict(left_out))
 
 
-def _image_file(frame: Frame, max_pixels: int) -> bytes:
+def image_file(frame: Frame, max_pixels: int) -> bytes:
     """The frame as an image file: encoded frames as they are, raw pixels as PNG (lossless,
     so every blob is a file any tool opens and the pixels are the ones sent)."""
     if frame.encoding not in RAW_ENCODINGS:
         return bytes(frame.data)
     assert frame.width is not None and frame.height is not None  # from_record checked
     if frame.width * frame.height > max_pixels:
-        raise _Unusable("raw frame above max_frame_pixels")
+        raise UnusableFrame("raw frame above max_frame_pixels")
     pixels = np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
     if frame.encoding == "raw-rgb8":
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     ok, png = cv2.imencode(".png", pixels)
     if not ok:
-        raise _Unusable("raw frame could not be written as PNG")
+        raise UnusableFrame("raw frame could not be written as PNG")
     return png.tobytes()
 
 

@@ -11,6 +11,7 @@ waits for the results on a Redis reply list and answers the HTTP request.
 | parsing.py | a request -> its images and options |
 | images.py | cheap image validation before publishing |
 | dispatch.py | publish frames, wait for their results |
+| feedback.py | labels for frames onto the feedback topic |
 | overload.py | in-flight limit and consumer lag (503) |
 | health.py | readiness |
 | auth.py | API keys |

@@ -1,10 +1,11 @@
 """The connections a gateway process shares between its request threads.
 
 One Publisher (a kafka-python producer: thread-safe, but its sender thread and sockets
-must not cross a fork), one Redis connection pool, one lag monitor and one Celery client
-app per process, each created on first use. gunicorn forks its workers after importing
-the app (and with --preload after creating it), so nothing here may exist before the
-fork: lazily created objects are, and a pid check drops any that were inherited anyway.
+must not cross a fork), one producer for feedback records, one Redis connection pool, one
+lag monitor and one Celery client app per process, each created on first use. gunicorn
+forks its workers after importing the app (and with --preload after creating it), so
+nothing here may exist before the fork: lazily created objects are, and a pid check drops
+any that were inherited anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from kafka import KafkaProducer
 
+from foundation.kafka import producer_config
 from foundation.log import get_logger
 from foundation.settings import Settings
 from producers.gateway.overload import LagMonitor
@@ -39,6 +42,7 @@ class Resources:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._publisher: Publisher | None = None
+        self._feedback_producer: KafkaProducer | None = None
         self._redis: redis.Redis | None = None
         self._lag: LagMonitor | None = None
         self._celery: Any = None
@@ -47,6 +51,12 @@ class Resources:
     def publisher(self) -> Publisher:
         """Raises PublishError while Kafka cannot be reached; the next call tries again."""
         return self._once("_publisher", self._new_publisher)
+
+    @property
+    def feedback_producer(self) -> KafkaProducer:
+        """For feedback/1 records (small JSON, not frames). Raises KafkaError while Kafka
+        cannot be reached; the next call tries again."""
+        return self._once("_feedback_producer", self._new_feedback_producer)
 
     @property
     def redis(self) -> redis.Redis:
@@ -86,6 +96,14 @@ class Resources:
             linger_ms=GATEWAY_LINGER_MS,
         )  # fmt: skip
 
+    def _new_feedback_producer(self) -> KafkaProducer:
+        block_ms = int(min(self.settings.producer_max_block_s,
+                           self.settings.gateway_timeout_ms / 1000) * 1000)  # fmt: skip
+        return KafkaProducer(**producer_config(
+            self.settings, client_id="framewire-gateway-feedback", linger_ms=0,
+            max_block_ms=block_ms,
+        ))  # fmt: skip
+
     def _new_celery(self) -> Any:
         from foundation.celery import celery_app  # Celery is imported only if used
 
@@ -95,11 +113,14 @@ class Resources:
         """Flush what was published and close every connection (tests, shutdown)."""
         with self._lock:
             publisher, self._publisher = self._publisher, None
+            feedback, self._feedback_producer = self._feedback_producer, None
             client, self._redis = self._redis, None
             lag, self._lag = self._lag, None
             self._celery = None
         if publisher is not None:
             publisher.close(timeout_s=5)
+        if feedback is not None:
+            feedback.close(timeout=5)
         if client is not None:
             client.close()
         if lag is not None:
@@ -111,4 +132,5 @@ class Resources:
             # or its producer's (dead) sender thread; forget them and start afresh.
             self._pid = os.getpid()
             self._publisher = self._redis = self._lag = self._celery = None
+            self._feedback_producer = None
             self._lock = threading.Lock()

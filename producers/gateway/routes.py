@@ -13,6 +13,7 @@ from producers.gateway.dispatch import (
     wait_for_results,
 )
 from producers.gateway.errors import ApiError, error_response
+from producers.gateway.feedback import accept_feedback
 from producers.gateway.parsing import parse_predict
 from producers.gateway.state import GatewayState
 from producers.publisher import PublishError
@@ -48,6 +49,14 @@ def predict_batch() -> Response:
     results, request_id = _run(batch=True)
     response = jsonify(results)  # in request order; failed images are status "error" items
     response.headers["X-Request-Id"] = request_id
+    return response
+
+
+@bp.post("/v1/feedback")
+def feedback() -> Response:
+    accepted = accept_feedback(state(), request)
+    response = jsonify({"accepted": accepted, "topic": state().settings.feedback_topic})
+    response.status_code = 202  # on the feedback topic; joined to frames by the collector
     return response
 
 

@@ -3,8 +3,10 @@
 Redis is the broker and result backend (its own database, see Settings.celery_url). JSON
 only, never pickle: a task message is data from the network. Late acks, so a task whose
 worker dies is delivered again. Queues: `gpu` (the streaming workers' tasks) and
-`backfill` (batch jobs). A client (the gateway pinging the workers) uses this app as it
-is; the workers add their bootstep and control commands (workers/app.py).
+`backfill` (batch jobs), both served by `framewire worker`; `retrain` is served by
+`framewire retrain worker` alone (mlops/retrain/task.py), with the training extras. A
+client (the gateway pinging the workers) uses this app as it is; the workers add their
+bootstep and control commands (workers/app.py).
 """
 
 from __future__ import annotations

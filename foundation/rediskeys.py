@@ -55,3 +55,16 @@ def backfill_task_key(job: str, task: str) -> str:
 def backfill_cancel_key(job: str) -> str:
     """Set when the job is cancelled; each task checks it between batches."""
     return f"fw:backfill:{job}:cancelled"
+
+
+# Retraining (mlops/retrain/): never two at once per registered model.
+
+
+def retrain_lease_key(name: str) -> str:
+    """Held (with a TTL, renewed) while a retrain of the model runs."""
+    return f"fw:retrain:{name}:lease"
+
+
+def retrain_started_key(name: str) -> str:
+    """When the model's last retrain started (ms): an older request is already served."""
+    return f"fw:retrain:{name}:last_started"

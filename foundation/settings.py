@@ -196,6 +196,11 @@ class Settings:
         "(fw:frame:{frame_id}) for joining labels to frames; 0: no copies"
     )
     metrics_port: int = setting(0, _int, "Prometheus /metrics port of the worker; 0: off")
+    consumer_session_timeout_s: float = setting(
+        10.0, _non_negative_float, "how long the group waits for a silent worker before its "
+        "partitions go to the others (Kafka session.timeout.ms; the broker allows 6-1800 s "
+        "by default)"
+    )
     drain_timeout_s: float = setting(
         20.0, _non_negative_float, "how long shutdown or a revocation waits for in-flight frames"
     )
@@ -223,7 +228,7 @@ class Settings:
     )
     monitor_config: str = setting(
         "", str, "JSON file of drift thresholds per model name (\"*\": all): window, psi, js, "
-        "ks_alpha, ks_distance, embedding, confirm, bad_share, stream_frames "
+        "ks_alpha, ks_distance, embedding, confirm, retrain_after, bad_share, stream_frames "
         "(mlops/monitor/checks.py)"
     )
     # Backfill jobs (workers/backfill/, docs/OPERATIONS.md).

@@ -49,7 +49,7 @@ def prepare(settings: Settings, workdir: Path, echo: Echo) -> tuple[str, str]:
     folder = _write_shapes(workdir / "shapes")
     dataset = import_folder(DatasetStore.for_settings(settings), DATASET_NAME, folder).version
     first, second = (_register(settings, dataset.ref) for _ in range(2))
-    _framewire(settings, "registry", "promote", MODEL_NAME, first)
+    run_framewire(settings, "registry", "promote", MODEL_NAME, first)
     echo(f"registry: {MODEL_NAME} versions {first} and {second} registered (validated on "
          f"{dataset.ref}); {first} promoted to production")  # fmt: skip
     return f"models:/{MODEL_NAME}@production", second
@@ -61,7 +61,7 @@ def promote_later(settings: Settings, version: str, after_s: float, echo: Echo) 
     def promote() -> None:
         echo(f"registry: promoting {MODEL_NAME} version {version}")
         try:
-            for line in _framewire(settings, "registry", "promote", MODEL_NAME, version):
+            for line in run_framewire(settings, "registry", "promote", MODEL_NAME, version):
                 echo(f"registry: {line}")
         except PromotionError as exc:
             echo(f"registry: promotion failed: {exc}")
@@ -97,7 +97,7 @@ class VersionTimeline:
 
 
 def _register(settings: Settings, dataset_ref: str) -> str:
-    output = _framewire(settings, "registry", "import", str(DEFAULT_MODEL_DIR), "--name",
+    output = run_framewire(settings, "registry", "import", str(DEFAULT_MODEL_DIR), "--name",
                         MODEL_NAME, "--dataset", dataset_ref)  # fmt: skip
     found = re.search(r"version (\d+)", " ".join(output))
     if found is None:
@@ -105,7 +105,7 @@ def _register(settings: Settings, dataset_ref: str) -> str:
     return found.group(1)
 
 
-def _framewire(settings: Settings, *args: str) -> list[str]:
+def run_framewire(settings: Settings, *args: str) -> list[str]:
     """A framewire command as an operator would type it, in a child process; its output."""
     done = subprocess.run(
         [sys.executable, "-m", "framewire", "--log-level", "warning", *args],

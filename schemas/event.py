@@ -34,7 +34,8 @@ __all__ = [
 
 EVENT_SCHEMA = "event/1"
 EVENT_TYPES = (
-    "batch", "worker", "model", "rebalance", "error", "drift", "data_quality", "observation"
+    "batch", "worker", "model", "rebalance", "error", "drift", "data_quality", "observation",
+    "retrain",
 )  # fmt: skip
 WORKER_STATES = ("started", "stopped")
 
@@ -54,6 +55,7 @@ EVENT_FIELDS: dict[str, dict[str, type]] = {
     "drift": {"metric": str, "value": float},
     "data_quality": {"check": str, "value": float},
     "observation": {"model": str, "frames": list},
+    "retrain": {"step": str, "model": str},
 }
 
 # Keys every event has; a type's fields may not reuse them (they share one JSON object).

@@ -47,7 +47,8 @@ from workers.deadline import EXIT_CODE
 
 @pytest.fixture
 def fault_settings(topics: Settings) -> Settings:
-    return topics.replace(max_batch=8, drain_timeout_s=10.0)
+    # The broker's smallest session timeout: a crashed worker's partitions move on sooner.
+    return topics.replace(max_batch=8, drain_timeout_s=10.0, consumer_session_timeout_s=6.0)
 
 
 def assert_answered_exactly_once(settings: Settings, frames: list[Frame]) -> None:

@@ -148,3 +148,18 @@ def test_unknown_versions_and_thresholds_are_said() -> None:
     assert monitor.models_without_reference == ["other:3"]
     with pytest.raises(ValueError, match="unknown monitor threshold"):
         Thresholds.from_dict({"windw": 10})
+
+
+def test_a_lasting_drift_asks_for_one_retrain() -> None:
+    asked: list[tuple[str, str]] = []
+    limits = Thresholds(window=300, retrain_after=3)
+    monitor = Monitor(lambda model: REFERENCE, lambda model: limits, lambda event: None,
+                      request_retrain=lambda name, reason: asked.append((name, reason)))
+    rng = np.random.default_rng(5)
+    frames = draw(rng, 300) + draw(rng, 300 * 5, brightness_shift=-40)
+    for start in range(0, len(frames), 30):
+        monitor.add({"type": "observation", "model": MODEL, "ts": start,
+                     "frames": frames[start : start + 30]})  # fmt: skip
+    assert len({reason for _, reason in asked}) == len(asked) >= 1  # once per statistic
+    assert {name for name, _ in asked} == {CARD.name}
+    assert any("brightness_ks over 3 windows" in reason for _, reason in asked)

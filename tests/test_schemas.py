@@ -590,6 +590,7 @@ EVENT_EXAMPLES = {
     "drift": dict(metric="mean_brightness_psi", value=0.31),
     "data_quality": dict(check="frozen", value=45, stream_id="cam-1"),
     "observation": dict(model="demo-shapes:1", frames=[{"stream_id": "cam-1", "brightness": 97.5}]),
+    "retrain": dict(step="promoted", model="shapes", version="4", reason="drift: embedding"),
 }
 
 

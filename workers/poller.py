@@ -107,6 +107,10 @@ class FramePoller(threading.Thread):
             fetch_max_wait_ms=FETCH_WAIT_MIN_MS,
             # Draining a revoked partition may take up to drain_timeout_s inside poll().
             max_poll_interval_ms=int((s.drain_timeout_s + 60) * 1000),
+            # A crashed worker's partitions wait this long for it; heartbeats three times
+            # within it, as Kafka advises.
+            session_timeout_ms=int(s.consumer_session_timeout_s * 1000),
+            heartbeat_interval_ms=max(500, int(s.consumer_session_timeout_s * 1000 / 3)),
         )
         consumer.subscribe([s.frames_topic], listener=_Rebalance(self))
         return consumer

@@ -27,6 +27,7 @@ from framewire.cli.operate import beat, flower
 from framewire.cli.produce import produce
 from framewire.cli.registry import registry
 from framewire.cli.results import results
+from framewire.cli.retrain import retrain
 from framewire.cli.stack import stack, topics
 from framewire.cli.train import mlflow_group, train
 from framewire.cli.train_demo import train_demo
@@ -83,6 +84,7 @@ cli.add_command(beat)
 cli.add_command(backfill)
 cli.add_command(feedback)
 cli.add_command(monitor)
+cli.add_command(retrain)
 
 
 def main() -> None:

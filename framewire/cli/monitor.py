@@ -17,13 +17,17 @@ from foundation.settings import Settings
 @click.option("--follow", is_flag=True, help="keep reading until Ctrl-C")
 @click.option("--window", type=click.IntRange(min=20), default=None,
               help="observed frames per window (overrides FRAMEWIRE_MONITOR_CONFIG)")
-@click.option("--no-emit", is_flag=True, help="print only; send no drift or data_quality events")
+@click.option("--retrain-after", type=click.IntRange(min=0), default=None,
+              help="windows a drift must last before a retrain is queued (0: never; "
+              "overrides FRAMEWIRE_MONITOR_CONFIG)")
+@click.option("--no-emit", is_flag=True, help="print only; send no events, queue no retrain")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per window and event")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=0,
               help="serve the drift gauges for Prometheus on this port (0: off)")
 @click.pass_obj
-def monitor(settings: Settings, since: str, follow: bool, window: int | None, no_emit: bool,
-            as_json: bool, metrics_port: int) -> None:  # fmt: skip
+def monitor(settings: Settings, since: str, follow: bool, window: int | None,
+            retrain_after: int | None, no_emit: bool, as_json: bool,
+            metrics_port: int) -> None:  # fmt: skip
     """Compare live windows with each served version's reference statistics."""
     import dataclasses
 
@@ -40,7 +44,11 @@ def monitor(settings: Settings, since: str, follow: bool, window: int | None, no
 
     def thresholds(model: str) -> Any:
         limits = base(model)
-        return dataclasses.replace(limits, window=window) if window else limits
+        if window:
+            limits = dataclasses.replace(limits, window=window)
+        if retrain_after is not None:
+            limits = dataclasses.replace(limits, retrain_after=retrain_after)
+        return limits
 
     def on_window(report: WindowReport) -> None:
         if as_json:

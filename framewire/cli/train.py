@@ -33,13 +33,16 @@ ARCHES = ("small-cnn", "resnet18", "resnet50")
               help="same seed, data and CPU: same model and metrics")
 @click.option("--name", default=None, help="registered model name  [default: the dataset's]")
 @click.option("--no-augment", is_flag=True, help="train on the images as they are")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="start from this model directory's weights (fine-tune)")
 @click.option("--tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None,
               metavar="DIR", help="also write TensorBoard scalars to DIR (needs tensorboard)")
 @click.option("--json", "as_json", is_flag=True, help="end with one JSON object")
 @click.pass_obj
 def train(settings: Settings, dataset: str, arch: str, input_size: int | None, epochs: int,
           batch_size: int, lr: float, patience: int, device: str, seed: int, name: str | None,
-          no_augment: bool, tensorboard: Path | None, as_json: bool) -> None:  # fmt: skip
+          no_augment: bool, init_from: Path | None, tensorboard: Path | None,
+          as_json: bool) -> None:  # fmt: skip
     """Train a model on a dataset version, validate it, track it in MLflow, register it."""
     # Imported here: torch and MLflow are heavy, and other verbs must start fast.
     from foundation.tracking import MlflowMissing
@@ -50,7 +53,7 @@ def train(settings: Settings, dataset: str, arch: str, input_size: int | None, e
     config = TrainConfig(dataset=dataset, arch=arch, input_size=input_size, epochs=epochs,
                          batch_size=batch_size, lr=lr, patience=patience, device=device,
                          seed=seed, name=name, augment=not no_augment,
-                         tensorboard=tensorboard)  # fmt: skip
+                         tensorboard=tensorboard, init_from=init_from)  # fmt: skip
 
     def bar(label: str, total: int) -> Any:  # click.progressbar: a private type
         return click.progressbar(length=total, label=label, file=sys.stderr,

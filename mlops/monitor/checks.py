@@ -49,6 +49,7 @@ class Thresholds:
     ks_distance: float = 0.2
     embedding: float = 15.0  # embedding_shift: about 1 for independent frames; see below
     confirm: int = 2  # consecutive windows over before a drift event
+    retrain_after: int = 0  # windows a drift must last before a retrain is asked; 0: never
     bad_share: float = 0.5  # share of a stream's window frames blank or badly exposed
     stream_frames: int = 20  # a stream's exposure is judged on at least this many frames
 

@@ -7,6 +7,7 @@ events out.
          `confirm` consecutive windows; data_quality events for streams mostly blank or
          badly exposed in `confirm` consecutive windows, frozen (FROZEN_RUN identical
          observations in a row), or silent (observed before, nothing for silent_after_s)
+      -> a drift lasting `retrain_after` windows asks for a retrain (mlops/retrain/)
 
 Events go back to the monitoring topic (worker "monitor"); every window's report is kept
 (`reports`) for `framewire monitor` to print and for the HTML report.
@@ -38,10 +39,12 @@ class Monitor:
     def __init__(
         self, reference_for: ReferenceFor, thresholds_for: Callable[[str], Thresholds],
         emit: Callable[[Event], None], silent_after_s: float = 60.0,
+        request_retrain: Callable[[str, str], None] | None = None,
     ) -> None:  # fmt: skip
         self.reference_for = reference_for
         self.thresholds_for = thresholds_for
         self.emit = emit
+        self.request_retrain = request_retrain  # (registered name, reason)
         self.silent_after_s = silent_after_s
         self.reports: list[WindowReport] = []
         self.drifts: list[Event] = []
@@ -95,6 +98,9 @@ class Monitor:
                 }, ts=ts)  # fmt: skip
                 self.drifts.append(event)
                 self.emit(event)
+            if limits.retrain_after and streak == limits.retrain_after and self.request_retrain:
+                self.request_retrain(model.rpartition(":")[0],
+                                     f"drift: {finding.metric} over {streak} windows")  # fmt: skip
         flagged = {(stream, check): share for stream, check, share in report.quality}
         for key in set(state.quality_streak) | set(flagged):
             streak = state.quality_streak.get(key, 0) + 1 if key in flagged else 0

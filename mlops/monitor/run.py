@@ -58,8 +58,17 @@ def run_monitor(
         if on_event is not None:
             on_event(event)
 
+    def retrain(name: str, reason: str) -> None:
+        from mlops.retrain.retrain import RetrainRequest
+        from mlops.retrain.task import request_retrain
+
+        task = request_retrain(settings, RetrainRequest(name, reason))
+        emit(Event("retrain", "monitor", {"step": "requested", "model": name,
+                                          "reason": reason, "task": task}))  # fmt: skip
+
     monitor = Monitor(references or References(settings),
-                      thresholds or thresholds_from(settings.monitor_config), emit)  # fmt: skip
+                      thresholds or thresholds_from(settings.monitor_config), emit,
+                      request_retrain=retrain if publish else None)  # fmt: skip
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID,
                              enable_auto_commit=False, **fetch_config(settings))  # fmt: skip
     try:

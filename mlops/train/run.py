@@ -52,7 +52,7 @@ from mlops.train.tracking import (
     tensorboard_writer,
 )
 from models.architectures import ARCHITECTURES
-from models.loader import CARD_FILE, LoadedModel, save_model
+from models.loader import CARD_FILE, LoadedModel, ModelLoadError, load_model, save_model
 from models.spec import InputSpec, ModelCard
 
 log = get_logger(__name__)
@@ -79,6 +79,9 @@ class TrainConfig:
     name: str | None = None  # registered model name; None: the dataset's name
     augment: bool = True
     tensorboard: Path | None = None
+    # Start from this model's weights (a model directory): fine-tuning, as a retrain does
+    # from production. Same architecture and input size, and labels the dataset's.
+    init_from: Path | None = None
 
 
 @dataclass
@@ -164,6 +167,7 @@ def train(settings: Settings, config: TrainConfig, bar: BarFactory | None = None
         tracker.params({
             "dataset": version.ref, "arch": config.arch, "input_size": size,
             **{k: v for k, v in dataclasses.asdict(fit_config).items()}, **data,
+            **({"init_from": str(config.init_from)} if config.init_from else {}),
         })  # fmt: skip
 
         def on_epoch(record: EpochRecord) -> None:
@@ -177,6 +181,8 @@ def train(settings: Settings, config: TrainConfig, bar: BarFactory | None = None
         seed_everything(config.seed)
         with deterministic(device):
             module = ARCHITECTURES[config.arch](len(labels))
+            if config.init_from is not None:
+                _start_from(module, Path(config.init_from), config.arch, spec, labels)
             fitted = fit(module, train_data, val_data, spec, fit_config, bar, on_epoch)
         tracker.params({"precision": fitted.precision})
         card = ModelCard(name, "pending", config.arch, "classification", labels, spec)
@@ -199,6 +205,25 @@ def train(settings: Settings, config: TrainConfig, bar: BarFactory | None = None
         history=fitted.history, best_epoch=fitted.best_epoch,
         stopped_early=fitted.stopped_early, latency_ms=latency, data=data,
     )  # fmt: skip
+
+
+def _start_from(module: torch.nn.Module, path: Path, arch: str, spec: InputSpec,
+                labels: list[str]) -> None:  # fmt: skip
+    """Load a model directory's weights into module, or TrainError saying why they do not
+    fit (another architecture, input size or label set)."""
+    try:
+        start = load_model(path)
+    except ModelLoadError as exc:
+        raise TrainError(f"--init-from: {exc}") from None
+    card = start.card
+    if (card.architecture, card.input.width, card.input.height) != (arch, spec.width,
+                                                                     spec.height):  # fmt: skip
+        raise TrainError(f"--init-from {path}: {card.architecture} at {card.input.width}x"
+                         f"{card.input.height}, not {arch} at {spec.width}x{spec.height}")
+    if card.labels != labels:
+        raise TrainError(f"--init-from {path}: labels {card.labels} differ from the "
+                         f"dataset's {labels}")  # fmt: skip
+    module.load_state_dict(start.module.state_dict())
 
 
 def _record(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import click
 
 from foundation.settings import Settings
@@ -18,13 +22,22 @@ from framewire.demo_promotion import PromotionError
 @click.option("--promote-after", type=click.FloatRange(1), metavar="SECONDS",
               help="serve a registered model and promote a second version after SECONDS: the "
               "worker swaps it in live (needs the mlops extra)")  # fmt: skip
+@click.option("--drift", is_flag=True, help="the MLOps loop instead: the scenes drift, the "
+              "monitor sees it, feedback, retrain, promotion, recovery (mlops extra; ~5 min)")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="with --drift: draw the accuracy timeline to this PNG")
 @click.option("--json", "as_json", is_flag=True, help="end with one JSON summary line")
 @click.pass_obj
 def demo(
     settings: Settings, seconds: float, streams: int, fps: float, device: str,
-    promote_after: float | None, as_json: bool,
+    promote_after: float | None, drift: bool, plot: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Run the end-to-end demo and print frames/s, latency, batch size and accuracy."""
+    if drift:
+        _drift(settings, device, plot, as_json)
+        return
+    if plot is not None:
+        raise click.UsageError("--plot goes with --drift")
     if promote_after is not None:
         from foundation.tracking import MlflowMissing, import_mlflow
 
@@ -52,3 +65,31 @@ def demo(
         click.echo(format_summary(summary))
     if summary["lost"] or (promotion is not None and not promotion["swapped_once"]):
         raise click.exceptions.Exit(1)
+
+
+def _drift(settings: Settings, device: str, plot: Path | None, as_json: bool) -> None:
+    from foundation.tracking import MlflowMissing, import_mlflow
+
+    try:
+        import_mlflow()
+    except MlflowMissing as exc:
+        raise click.ClickException(f"--drift: {exc}") from None
+    from framewire.demo_drift import DriftOptions, draw, run_drift_demo
+
+    try:
+        summary = run_drift_demo(settings, DriftOptions(device=device), click.echo)
+    except (TimeoutError, PromotionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    short = {k: v for k, v in summary.items() if k not in ("timeline", "accuracy_over_time")}
+    click.echo("done: " + ", ".join(f"{k} {_short(v)}" for k, v in short.items()))
+    if plot is not None:
+        click.echo(f"plot: {draw(summary, plot)}")
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    recovered = summary["accuracy_recovered"]
+    if summary["frames_lost"] or recovered is None or recovered < summary["accuracy_before"] - 0.05:
+        raise click.exceptions.Exit(1)
+
+
+def _short(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict) else str(value)

@@ -4,8 +4,9 @@
 #   1. promtool validates deploy/prometheus/prometheus.yml and alerts.yml;
 #   2. promtool's rule tests (deploy/prometheus/alerts.test.yml) say when each alert fires;
 #   3. a live run: the embedded stack, `framewire demo` with its worker's metrics port, a
-#      gateway with a little traffic (one frame the worker dead-letters), and a real
-#      Prometheus scraping both with the deployment's job names and alert rules. Every
+#      gateway with a little traffic (one frame the worker dead-letters), the drift
+#      monitor on the worker's observations, and a real Prometheus scraping all three
+#      with the deployment's job names and alert rules. Every
 #      query of the Grafana dashboard must return data, and every alert expression must
 #      evaluate without error (an alert that does not fire returns nothing: that is fine).
 #
@@ -67,22 +68,23 @@ cp deploy/prometheus/alerts.test.yml "$work/rules/"
 promtool test rules "$work/rules/alerts.test.yml"
 
 echo "== 3. a live run scraped by Prometheus"
-# Five free loopback ports at once (held together, so no two are the same).
-read -r kafka_port redis_port metrics_port gateway_port prom_port < <("$py" -c '
+# Six free loopback ports at once (held together, so no two are the same).
+read -r kafka_port redis_port metrics_port gateway_port prom_port monitor_port < <("$py" -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
 "${framewire[@]}" stack up --kafka-port "$kafka_port" --redis-port "$redis_port" >"$work/stack.log"
 eval "$(grep '^export ' "$work/stack.log")"  # where the other commands find them
 
 # The deployment's scrape jobs, pointed at this run's loopback ports, with its rules.
-"$py" - "$work/prometheus.yml" "$metrics_port" "$gateway_port" <<'EOF'
+"$py" - "$work/prometheus.yml" "$metrics_port" "$gateway_port" "$monitor_port" <<'EOF'
 import os, sys
 import yaml
-out, worker, gateway = sys.argv[1], sys.argv[2], sys.argv[3]
+out, worker, gateway, monitor = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 config = yaml.safe_load(open("deploy/prometheus/prometheus.yml"))
-ports = {"framewire-worker": worker, "framewire-gateway": gateway}  # KeyError: a new job
+ports = {"framewire-worker": worker, "framewire-gateway": gateway,
+         "framewire-monitor": monitor}  # KeyError: a new job
 config["global"] = {"scrape_interval": "2s", "evaluation_interval": "2s"}
 config["rule_files"] = [os.path.abspath(f"deploy/prometheus/{f}") for f in config["rule_files"]]
 config["scrape_configs"] = [
@@ -96,9 +98,15 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb"
   --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
 pids+=($!)
 
+# The drift monitor, on the observations of the demo's worker (one batch in two observed,
+# so that its windows of 100 frames fill within the run).
+"${framewire[@]}" monitor --follow --since 1m --window 100 --metrics-port "$monitor_port" \
+  >"$work/monitor.log" 2>&1 &
+pids+=($!)
+
 # The demo's worker inherits FRAMEWIRE_METRICS_PORT (explicit settings go to the child).
-FRAMEWIRE_METRICS_PORT=$metrics_port "${framewire[@]}" demo --seconds 45 --device cpu --json \
-  >"$work/demo.log" 2>&1 &
+FRAMEWIRE_METRICS_PORT=$metrics_port FRAMEWIRE_OBSERVE_EVERY=2 "${framewire[@]}" demo \
+  --seconds 45 --device cpu --json >"$work/demo.log" 2>&1 &
 demo_pid=$!
 
 # A pixel limit above the worker's: the gateway passes a header the worker then refuses,
@@ -154,7 +162,9 @@ api = f"http://127.0.0.1:{sys.argv[1]}/api/v1"
 # Counters whose series appear only with their first event, which this run does not cause.
 EVENT_ONLY = {"framewire_sink_retries_total": "no write was retried",
               "framewire_sink_failures_total": "no write failed for good",
-              "framewire_backfill_frames_total": "no backfill job ran"}
+              "framewire_backfill_frames_total": "no backfill job ran",
+              "framewire_data_quality_events_total": "no stream was blank, badly exposed, "
+                                                     "frozen or silent"}
 
 def get(path, **params):
     with urllib.request.urlopen(f"{api}/{path}?{urllib.parse.urlencode(params)}") as r:
@@ -163,7 +173,7 @@ def get(path, **params):
 failures, empty_ok, with_data = [], [], 0
 targets = get("targets")["data"]["activeTargets"]
 down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
-if down or len(targets) != 2:
+if down or len(targets) != 3:
     failures.append(f"targets not up: {down or targets}")
 
 dashboard = json.load(open("deploy/grafana/dashboards/framewire.json"))

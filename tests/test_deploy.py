@@ -24,6 +24,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from foundation.settings import Settings, describe
 from framewire.cli import cli
+from mlops.monitor import metrics as monitor_metrics
 from producers.gateway.metrics import GatewayMetrics
 from workers import metrics as worker_metrics
 
@@ -171,6 +172,8 @@ def metrics_port(argv: list[str], env: dict[str, Any]) -> int | None:
         return int(flag(argv, "--metrics-port") or settings.metrics_port) or None
     if argv[:2] == ["framewire", "gateway"]:
         return int(flag(argv, "--port") or settings.gateway_port)
+    if argv[:2] == ["framewire", "monitor"]:
+        return int(flag(argv, "--metrics-port") or 0) or None
     return None
 
 
@@ -227,12 +230,13 @@ GROUPING = r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)"
 
 
 def exported_series() -> dict[str, set[str] | None]:
-    """Every series name the workers and the gateway export -> its label names (None: any,
-    as an Info's labels are its values), plus Prometheus's own `up`."""
+    """Every series name the workers, the gateway and the monitor export -> its label names
+    (None: any, as an Info's labels are its values), plus Prometheus's own `up`."""
     collectors = [m for m in vars(worker_metrics).values() if isinstance(m, MetricWrapperBase)]
     assert {m._name for m in collectors} >= set(worker_metrics.METRIC_NAMES)
     collectors = [m for m in collectors if m._name in worker_metrics.METRIC_NAMES]
     collectors += [m for m in vars(GatewayMetrics()).values() if isinstance(m, MetricWrapperBase)]
+    collectors += [m for m in vars(monitor_metrics).values() if isinstance(m, MetricWrapperBase)]
     series: dict[str, set[str] | None] = {"up": set()}
     for metric in collectors:
         for suffix in SUFFIXES[metric._type]:

@@ -130,8 +130,15 @@ def test_labels_reach_the_dataset_from_the_frames_topic_and_from_redis(topics, t
                                                                             first["version"])
 
     # A relabel replaces the frame's label in a new version; the rest stays.
+    # With --retrain the collect also queues a retrain of the model (on a Redis database of
+    # its own here, where no retrain worker of another test can take it).
     _label(settings, in_kafka.frame_id, "checked-a2")
-    relabelled = _collect(settings)
+    broker = settings.redis_url.rsplit("/", 1)[0] + "/7"
+    out = invoke(settings, "feedback", "collect", "--dataset", "fb", "--json", "--retrain",
+                 "shapes", "--min-labels", "1", env={"FRAMEWIRE_CELERY_BROKER_URL": broker})
+    assert out.exit_code == 0, out.output
+    relabelled = json.loads(out.output.strip().splitlines()[-1])
+    assert relabelled["retrain_task"] and redis.Redis.from_url(broker).llen("retrain") == 1
     assert relabelled["labels_read"] == 1 and relabelled["created"]
     assert relabelled["parent"] == first["version"] and relabelled["items"] == 3
     labels[_sha(in_kafka.data)] = "checked-a2"

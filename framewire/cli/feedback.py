@@ -97,9 +97,14 @@ def send(settings: Settings, frame_id: str, label: str, source: str | None, note
               help="the dataset that gets the labelled frames (created if new)")
 @click.option("--since", metavar="T", help="every label given since T, not only the new ones: "
               "ISO-8601 (UTC unless a zone is given) or back from now: 30s, 10m, 2h, 1d, 1w")
+@click.option("--retrain", "retrain_model", metavar="MODEL", default=None,
+              help="queue a retrain of this registered model when the collect added at least "
+              "--min-labels labelled frames (framewire retrain worker)")
+@click.option("--min-labels", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
 @click.pass_obj
-def collect_(settings: Settings, name: str, since: str | None, as_json: bool) -> None:
+def collect_(settings: Settings, name: str, since: str | None, retrain_model: str | None,
+             min_labels: int, as_json: bool) -> None:  # fmt: skip
     """Read the labels the feedback topic got since the last collect for NAME, join each to
     its frame (from the frames topic, or the frame's Redis copy), and add the labelled
     frames to NAME as a new version. The same labels twice make no new version."""
@@ -111,10 +116,19 @@ def collect_(settings: Settings, name: str, since: str | None, as_json: bool) ->
             raise click.ClickException(str(exc)) from None
     with _user_errors():
         report = collect(DatasetStore.for_settings(settings), name, settings, since_ms)
+    retrain_task = None
+    if retrain_model and report.created and report.added >= min_labels:
+        from mlops.retrain.retrain import RetrainRequest
+        from mlops.retrain.task import request_retrain
+
+        retrain_task = request_retrain(settings, RetrainRequest(
+            retrain_model, f"feedback: {report.added} labels", dataset=name))  # fmt: skip
     if as_json:
-        click.echo(json.dumps(report.to_json()))
+        click.echo(json.dumps({**report.to_json(), "retrain_task": retrain_task}))
     else:
         _print_summary(report)
+        if retrain_task:
+            click.echo(f"retrain of {retrain_model} queued: task {retrain_task}")
 
 
 def _print_summary(r: Collected) -> None:

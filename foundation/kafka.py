@@ -147,7 +147,8 @@ _PROBE_TIMEOUT_MS = 5_000
 
 
 def end_offset(consumer: KafkaConsumer, tp: TopicPartition) -> int:
-    """One past the partition's last record. The consumer must have tp assigned.
+    """One past the partition's last record. The consumer must have tp alone assigned (its
+    polls would take, and drop, other partitions' records).
 
     Apache Kafka's end offset is that already; the embedded broker answers the base offset
     of the last batch (shared/ENVIRONMENT.md), so the records from there are read to be
@@ -170,7 +171,8 @@ def offset_for_time(
     consumer: KafkaConsumer, tp: TopicPartition, timestamp_ms: int, low: int, high: int
 ) -> int:
     """The first offset in [low, high] whose record timestamp is >= timestamp_ms (high if
-    none). The consumer must have tp assigned."""
+    none). The consumer must have tp alone assigned (its polls would take, and drop, other
+    partitions' records)."""
     answer = consumer.offsets_for_times({tp: max(0, timestamp_ms)}).get(tp)
     if answer is not None and low <= answer.offset < high and _first_at_or_after(
         consumer, tp, answer.offset, timestamp_ms, low

@@ -102,10 +102,13 @@ def _start(consumer: KafkaConsumer, topic: str, since_ms: int) -> dict[TopicPart
     if not ids:
         raise ValueError(f"topic {topic} does not exist")
     partitions = [TopicPartition(topic, p) for p in sorted(ids)]
-    consumer.assign(partitions)
-    ends = {}
-    for tp in partitions:
+    starts, ends = {}, {}
+    for tp in partitions:  # one at a time: the searches poll, and a poll would take (and
+        consumer.assign([tp])  # drop) the records of every other partition assigned
         low = consumer.beginning_offsets([tp])[tp]
         ends[tp] = end_offset(consumer, tp)
-        consumer.seek(tp, offset_for_time(consumer, tp, since_ms, low, ends[tp]))
+        starts[tp] = offset_for_time(consumer, tp, since_ms, low, ends[tp])
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, starts[tp])
     return ends

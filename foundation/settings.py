@@ -223,8 +223,8 @@ class Settings:
     )
     # Drift monitoring (workers/observe.py, mlops/monitor/).
     observe_every: int = setting(
-        10, _int, "observe one device batch in this many: its frames' input statistics and "
-        "embeddings go to the monitoring topic for the drift monitor; 0: never"
+        10, _non_negative_int, "observe one device batch in this many: its frames' input "
+        "statistics and embeddings go to the monitoring topic for the drift monitor; 0: never"
     )
     monitor_config: str = setting(
         "", str, "JSON file of drift thresholds per model name (\"*\": all): window, psi, js, "

@@ -35,7 +35,7 @@ from foundation.celery import celery_app
 from foundation.kafka import create_topics, topic_reader
 from foundation.settings import Settings
 from framewire import demo_model
-from framewire.demo_promotion import run_framewire
+from framewire.demo_promotion import register_builtin, run_framewire
 from framewire.services import ensure_services
 from framewire.worker_process import WorkerProcess, child_env
 from mlops.data.importers import import_folder
@@ -46,7 +46,6 @@ from mlops.monitor.checks import Thresholds
 from mlops.monitor.run import run_monitor
 from mlops.retrain.retrain import RetrainRequest
 from mlops.retrain.task import request_retrain
-from models.loader import DEFAULT_MODEL_DIR
 from producers.publisher import Publisher
 from producers.synthetic import SyntheticSource
 from schemas import Event, Feedback
@@ -194,9 +193,7 @@ def _production(settings: Settings, workdir: Path, step: Callable[..., None]) ->
     with tempfile.TemporaryDirectory(prefix="fw-drift-") as tmp:
         folder = demo_model.write_camera_frames(Path(tmp), BASE_FRAMES, seed=11)
         dataset = import_folder(DatasetStore.for_settings(settings), DATASET, folder).version
-    out = run_framewire(settings, "registry", "import", str(DEFAULT_MODEL_DIR), "--name", MODEL,
-                     "--dataset", dataset.ref)  # fmt: skip
-    version = " ".join(out).split(" version ")[1].split()[0]
+    version = register_builtin(settings, dataset.ref, MODEL)
     run_framewire(settings, "registry", "promote", MODEL, version)
     step("production", model=f"{MODEL}:{version}", dataset=dataset.ref,
          items=len(dataset.items))  # fmt: skip
@@ -294,7 +291,8 @@ def _label(settings: Settings, results: _Results, count: int, deadline: float,
         if batch:
             send_feedback(settings, batch)
             sent.update(f.frame_id for f in batch)
-        _check(deadline, "labels")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the demo ran out of time waiting for labels")
         time.sleep(0.5)
     step("feedback sent", labels=len(sent))
     return len(sent)
@@ -320,11 +318,6 @@ def _wait(condition: Callable[[], bool], deadline: float, what: str,
                 raise TimeoutError(f"the demo ran out of time waiting for {what}")
             return
         time.sleep(0.2)
-
-
-def _check(deadline: float, what: str) -> None:
-    if time.monotonic() > deadline:
-        raise TimeoutError(f"the demo ran out of time waiting for {what}")
 
 
 def _buckets(results: _Results) -> list[dict[str, Any]]:

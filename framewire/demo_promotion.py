@@ -48,7 +48,7 @@ def prepare(settings: Settings, workdir: Path, echo: Echo) -> tuple[str, str]:
 
     folder = _write_shapes(workdir / "shapes")
     dataset = import_folder(DatasetStore.for_settings(settings), DATASET_NAME, folder).version
-    first, second = (_register(settings, dataset.ref) for _ in range(2))
+    first, second = (register_builtin(settings, dataset.ref) for _ in range(2))
     run_framewire(settings, "registry", "promote", MODEL_NAME, first)
     echo(f"registry: {MODEL_NAME} versions {first} and {second} registered (validated on "
          f"{dataset.ref}); {first} promoted to production")  # fmt: skip
@@ -96,9 +96,11 @@ class VersionTimeline:
         }
 
 
-def _register(settings: Settings, dataset_ref: str) -> str:
+def register_builtin(settings: Settings, dataset_ref: str, name: str = MODEL_NAME) -> str:
+    """Register the built-in demo model as a new version of name, validated on dataset_ref;
+    its version number."""
     output = run_framewire(settings, "registry", "import", str(DEFAULT_MODEL_DIR), "--name",
-                        MODEL_NAME, "--dataset", dataset_ref)  # fmt: skip
+                           name, "--dataset", dataset_ref)  # fmt: skip
     found = re.search(r"version (\d+)", " ".join(output))
     if found is None:
         raise PromotionError(f"registry import said nothing of a version: {output}")

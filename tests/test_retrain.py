@@ -23,15 +23,10 @@ from mlops.retrain.retrain import RetrainRequest, retrain
 from mlops.retrain.task import request_retrain
 from mlops.train import TrainConfig, train
 from tests.cli_helpers import invoke
+from tests.test_registry import local_mlflow_store
 from tests.test_train import make_images
 
-pytestmark = pytest.mark.usefixtures("local_mlflow_store")
-
-
-@pytest.fixture
-def local_mlflow_store(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+__all__ = ["local_mlflow_store"]  # the fixture of tests/test_registry.py, autouse here too
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from typing import Any
 
 from foundation.log import get_logger
 from foundation.settings import Settings
-from models.loader import DEFAULT_MODEL_DIR, ModelLoadError, load_model
+from models.loader import CARD_FILE, DEFAULT_MODEL_DIR, ModelLoadError
+from models.spec import ModelCard
 
 log = get_logger(__name__)
 
@@ -40,9 +41,10 @@ class References:
             return _read(self.given[model])
         name, _, version = model.rpartition(":")
         builtin = DEFAULT_MODEL_DIR / REFERENCE_FILE
-        card = load_model(DEFAULT_MODEL_DIR).card if builtin.is_file() else None
-        if card is not None and (card.name, card.version) == (name, version):
-            return _read(builtin)
+        if builtin.is_file():
+            card = ModelCard.from_json((DEFAULT_MODEL_DIR / CARD_FILE).read_text())
+            if (card.name, card.version) == (name, version):
+                return _read(builtin)
         return self._registered(name, version)
 
     def _registered(self, name: str, version: str) -> dict[str, Any] | None:

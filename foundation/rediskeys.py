@@ -68,3 +68,17 @@ def retrain_lease_key(name: str) -> str:
 def retrain_started_key(name: str) -> str:
     """When the model's last retrain started (ms): an older request is already served."""
     return f"fw:retrain:{name}:last_started"
+
+
+# The scheduled monitor (mlops/monitor/scheduled.py): one run at a time, each going on from
+# where the last stopped.
+
+
+def monitor_lease_key() -> str:
+    """Held while a scheduled monitor run reads: two at once would emit every event twice."""
+    return "fw:monitor:lease"
+
+
+def monitor_state_key() -> str:
+    """JSON: the topics' positions and the monitor's open windows, streaks and accuracy."""
+    return "fw:monitor:state"

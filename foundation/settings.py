@@ -231,6 +231,16 @@ class Settings:
         "ks_alpha, ks_distance, embedding, confirm, retrain_after, bad_share, stream_frames "
         "(mlops/monitor/checks.py)"
     )
+    # Celery beat's schedule (foundation/celery.py), served by `framewire retrain worker`.
+    monitor_every_s: int = setting(
+        0, _non_negative_int, "run the drift monitor every this many seconds, each run going "
+        "on from the last (celery beat); 0: never. Instead of a `monitor --follow` service, "
+        "not beside one: each would send its own drift events"
+    )
+    retrain_every_s: int = setting(
+        0, _non_negative_int, "every this many seconds, retrain each production model whose "
+        "dataset has a version newer than the one it was trained on (celery beat); 0: never"
+    )
     # Backfill jobs (workers/backfill/, docs/OPERATIONS.md).
     backfill_share: float = setting(
         0.25, _fraction, "largest share (0..1) of a worker's device batches that backfill may "

@@ -45,7 +45,7 @@ from mlops.feedback.send import send_feedback
 from mlops.monitor.checks import Thresholds
 from mlops.monitor.run import run_monitor
 from mlops.retrain.retrain import RetrainRequest
-from mlops.retrain.task import request_retrain
+from mlops.tasks import request_retrain
 from producers.publisher import Publisher
 from producers.synthetic import SyntheticSource
 from schemas import Event, Feedback

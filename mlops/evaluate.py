@@ -23,6 +23,7 @@ import torch
 
 from mlops.data.store import DatasetStore, Item
 from models.decode import decode_for
+from models.device import resolve_device
 from models.loader import LoadedModel
 from models.normalise import normalisation, to_model_input
 from models.spec import InputSpec, prepare
@@ -78,6 +79,7 @@ def score(
     """Run model over the labelled, readable items: truth and probabilities."""
     if model.card.task != "classification":
         raise ValueError(f"evaluate handles classification models, not {model.card.task!r}")
+    device = resolve_device(device)
     labels = list(model.card.labels)
     index = {label: i for i, label in enumerate(labels)}
     labelled = [item for item in items if item.label is not None]

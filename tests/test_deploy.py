@@ -390,6 +390,22 @@ def test_k8s_probes_and_scrape_ports_match_what_the_pods_serve():
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+def test_k8s_monitor_runs_alone_and_serves_the_port_it_is_scraped_on():
+    objects = k8s_objects()
+    monitor = objects[("Deployment", "framewire-monitor")]
+    # One pod, never two at once: each would send every drift event (monitor.yaml).
+    assert monitor["spec"]["replicas"] == 1
+    assert monitor["spec"]["strategy"]["type"] == "Recreate"
+    (container,) = pod_spec(monitor)["containers"]
+    served = metrics_port(container["command"], objects[("ConfigMap", "framewire-config")]["data"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    annotations = monitor["spec"]["template"]["metadata"]["annotations"]
+    assert ports["metrics"] == served == int(annotations["prometheus.io/port"])
+    assert served in {port for _, port in scrape_targets()["framewire-monitor"]}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "metrics", probe
+
+
 def test_keda_scales_the_workers_group_on_its_lag_up_to_the_partition_count():
     objects = k8s_objects()
     settings = k8s_settings(objects)

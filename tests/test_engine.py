@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from models.architectures import SmallCNN
+from models.device import resolve_device
 from models.loader import LoadedModel
 from models.spec import InputSpec, ModelCard
-from workers.engine import InferenceEngine, resolve_device
+from workers.engine import InferenceEngine
 
 LABELS = ["circle", "square", "triangle", "star", "cross", "ring"]
 SPEC = InputSpec(width=40, height=32)

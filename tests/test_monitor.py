@@ -163,3 +163,51 @@ def test_a_lasting_drift_asks_for_one_retrain() -> None:
     assert len({reason for _, reason in asked}) == len(asked) >= 1  # once per statistic
     assert {name for name, _ in asked} == {CARD.name}
     assert any("brightness_ks over 3 windows" in reason for _, reason in asked)
+
+
+def test_live_accuracy_per_version_and_stream_from_labels_and_feedback() -> None:
+    frames = draw(np.random.default_rng(6), 60, streams=2)
+    for f in frames[:10]:  # cam-0's first five and cam-1's first five are wrong
+        f["label"] = "not-" + f["predicted"]
+    monitor, _ = run(frames, Thresholds(window=300))
+    rows = {(r.model, r.stream_id): r for r in monitor.accuracy.per_stream()}
+    assert {key: (r.correct, r.labelled) for key, r in rows.items()} == {
+        (MODEL, "cam-0"): (25, 30), (MODEL, "cam-1"): (25, 30)}  # fmt: skip
+    # Feedback on a frame of another version; then a correction of an observed frame's label
+    # replaces its entry rather than counting the frame twice.
+    monitor.add_label("shapes:2", "cam-9", "g1", "ring", "ring", source="feedback")
+    wrong = frames[0]
+    monitor.add_label(MODEL, "cam-0", wrong["frame_id"], wrong["predicted"], wrong["predicted"],
+                      source="feedback")  # fmt: skip
+    assert monitor.accuracy.of_stream(MODEL, "cam-0").correct == 26
+    assert monitor.accuracy.of_stream(MODEL, "cam-0").labelled == 30
+    versions = {r.model: round(r.value, 4) for r in monitor.accuracy.per_version()}
+    assert versions == {MODEL: round(51 / 60, 4), "shapes:2": 1.0}
+
+
+def test_a_run_resumed_from_its_state_finds_what_one_run_finds() -> None:
+    """The scheduled monitor saves Monitor.state() as JSON between runs: open windows,
+    streaks, frozen runs and accuracy come back, so a drift that spans two runs is
+    confirmed once, in the same window as by one run over everything."""
+    limits = Thresholds(window=300, confirm=2)
+    rng = np.random.default_rng(7)
+    frames = draw(rng, 450) + draw(rng, 300 * 3, brightness_shift=-40, embedding_shift=0.5)
+    cut = 450 + 330  # mid-window, mid-streak and mid-run of the frozen camera
+    for f in frames[cut - 4 : cut + 4]:  # the fifth identical observation comes after the cut
+        f.update(stream_id="cam-frozen", brightness=80.0, contrast=20.0, sharpness=15.0,
+                 predicted="ring", confidence=0.5)  # fmt: skip
+    whole, expected = run(frames, limits)
+    first, events = run(frames[:cut], limits)
+    resumed = Monitor(lambda model: REFERENCE, lambda model: limits, events.append)
+    resumed.restore(json.loads(json.dumps(first.state())))
+    for start in range(cut, len(frames), 30):
+        resumed.add({"type": "observation", "model": MODEL, "ts": 1_000_000 + start,
+                     "frames": frames[start : start + 30]})  # fmt: skip
+
+    def described(found: list) -> list:
+        return [(e.type, e.ts, sorted(e.fields.items())) for e in found]
+
+    assert any(e.type == "drift" for e in expected)
+    assert any(e.fields.get("check") == "frozen" for e in expected)
+    assert described(events) == described(expected)
+    assert resumed.accuracy.per_stream() == whole.accuracy.per_stream()

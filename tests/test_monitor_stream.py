@@ -14,11 +14,17 @@ import itertools
 import json
 import time
 
+import redis
+
+from foundation.lease import Lease
+from foundation.rediskeys import monitor_lease_key
 from framewire.worker_process import WorkerProcess
+from mlops.monitor.scheduled import run_scheduled
 from producers.synthetic import SyntheticSource
 from schemas.frame import now_ms
 from tests.cli_helpers import invoke
 from tests.kafka_helpers import read_records
+from tests.test_monitor_report import Page
 from tests.worker_harness import publish, wait_for_results
 
 STATIONARY, DRIFTED = 3000, 1200
@@ -79,3 +85,41 @@ def test_stationary_stream_no_drift_then_the_shift_is_reported(topics, tmp_path)
                            until=lambda rs: any(json.loads(r.value)["type"] == "drift"
                                                 for r in rs))  # fmt: skip
     assert any(json.loads(r.value).get("worker") == "monitor" for r in emitted)
+
+    # The HTML report of the same range reads without emitting: the drift is an episode,
+    # accuracy is there per stream; a model never observed is a one-line error.
+    page_path = tmp_path / "report.html"
+    name = windows[0]["model"].rpartition(":")[0]
+    out = invoke(settings, "monitor", "report", "--model", name, "--since", "10m",
+                 "--out", str(page_path))  # fmt: skip
+    assert out.exit_code == 0 and "drift episode(s)" in out.output, out.output
+    page = Page(page_path.read_text())
+    assert any(d["metric"] in page.sections["Drift episodes"] for d in drifts)
+    assert page.sections["Live accuracy"].count(f"{tag}-") == 60  # each camera once
+    out = invoke(settings, "monitor", "report", "--model", "nobody", "--since", "10m",
+                 "--out", str(tmp_path / "none.html"))  # fmt: skip
+    assert out.exit_code == 1 and out.output.count("\n") == 1 and name in out.output
+    assert not (tmp_path / "none.html").exists()
+
+    # The scheduled monitor (beat -> `framewire retrain worker`): one run at a time, each
+    # going on from where the last stopped; feedback joins its frame's result for accuracy.
+    held = Lease(redis.Redis.from_url(settings.redis_url), monitor_lease_key(), 10)
+    assert held.acquire()
+    assert run_scheduled(settings, publish=False).state == "skipped"
+    held.release()
+    first = run_scheduled(settings, publish=False)
+    assert first.state == "done" and first.windows == len(windows) and first.drifts >= 1
+    camera = calm[0].stream_id
+    relabelled = [f for f in calm if f.stream_id == camera][:3]
+    for frame in relabelled:
+        out = invoke(settings, "feedback", "send", frame.frame_id, "none-of-the-classes")
+        assert out.exit_code == 0, out.output
+    second = run_scheduled(settings, publish=False)
+    assert second.windows == 0 and second.drifts == 0  # nothing read twice
+
+    def stream_accuracy(run) -> tuple[int, int]:
+        row = next(a for a in run.accuracy if a.stream_id == camera)
+        return row.correct, row.labelled
+
+    correct, labelled = stream_accuracy(first)
+    assert stream_accuracy(second) == (correct - 3, labelled)  # replaced, not added

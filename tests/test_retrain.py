@@ -1,6 +1,7 @@
 """Retraining with a real MLflow store and Redis: triggered twice at once it runs once; a
 request older than the last retrain is already served; a failure leaves production alone;
-the Celery task runs on a real `framewire retrain worker`.
+the Celery tasks (a retrain, beat's retrain check and monitor run) run on a real
+`framewire retrain worker`.
 
 Small data and few epochs (tests/test_train.py's shapes at 32x32).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 from celery.result import AsyncResult
@@ -20,7 +22,7 @@ from mlops.data.importers import import_folder
 from mlops.data.store import DatasetStore
 from mlops.registry.store import Registry
 from mlops.retrain.retrain import RetrainRequest, retrain
-from mlops.retrain.task import request_retrain
+from mlops.tasks import MONITOR_QUEUE, MONITOR_TASK, SCHEDULED_RETRAIN_TASK, beat_schedule
 from mlops.train import TrainConfig, train
 from tests.cli_helpers import invoke
 from tests.test_registry import local_mlflow_store
@@ -78,18 +80,33 @@ def test_a_failed_retrain_leaves_production_alone(production) -> None:
     assert [e.fields["step"] for e in events] == ["started", "failed"]
 
 
-def test_the_celery_task_on_a_real_retrain_worker(production, tmp_path) -> None:
+def test_the_celery_tasks_on_a_real_retrain_worker(production, tmp_path) -> None:
+    """What beat sends, on the worker that serves it: the retrain check queues a retrain
+    only once the dataset has grown, the retrain it queued runs, and a monitor run goes."""
     settings, v1 = production
+    app = celery_app(settings)
+
+    def send(task: str) -> Any:
+        return app.send_task(task, queue=MONITOR_QUEUE).get(timeout=60)
+
+    assert beat_schedule(settings) == {}  # both off unless asked for
+    assert set(beat_schedule(settings.replace(monitor_every_s=300, retrain_every_s=3600))) == {
+        MONITOR_TASK, SCHEDULED_RETRAIN_TASK}  # fmt: skip
     log = open(tmp_path / "retrain-worker.log", "wb")  # noqa: SIM115  (closed below)
     worker = subprocess.Popen([sys.executable, "-m", "framewire", "retrain", "worker"],
                               env=child_env(settings), stdout=log, stderr=subprocess.STDOUT)
     try:
-        task_id = request_retrain(settings, RetrainRequest("shapes", "feedback: 40 labels",
-                                                           epochs=2, device="cpu"))  # fmt: skip
-        result = AsyncResult(task_id, app=celery_app(settings))
-        outcome = result.get(timeout=120)
+        [unchanged] = send(SCHEDULED_RETRAIN_TASK)
+        assert not unchanged["queued"] and unchanged["detail"] == "no newer dataset version"
+        make_images(tmp_path / "more", per_class=10, seed=1)
+        import_folder(DatasetStore.for_settings(settings), "shapes", tmp_path / "more")
+        [grown] = send(SCHEDULED_RETRAIN_TASK)
+        assert grown["queued"] and grown["detail"].startswith("schedule: shapes@"), grown
+        outcome = AsyncResult(grown["task"], app=app).get(timeout=120)
         assert outcome["state"] in ("promoted", "refused"), outcome
         assert outcome["version"] not in (None, v1)
+        monitored = send(MONITOR_TASK)
+        assert monitored["state"] == "done" and monitored["windows"] == 0, monitored
     finally:
         worker.terminate()
         worker.wait(30)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.device import resolve_device
 from models.loader import LoadedModel
 from models.normalise import normalisation, to_model_input
 from models.observe import embedding_hook
@@ -27,27 +28,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _WARM_UP_ROUNDS = 2
 _PINNED_SLOTS = 2  # batch N+1 is staged while batch N's upload may still be in flight
-
-
-def resolve_device(name: str | None) -> str:
-    """None/"auto" -> "cuda" when available else "cpu"; validate "cpu", "cuda", "cuda:N"."""
-    text = (name or "auto").strip().lower()
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return "cpu"
-    kind, _, index = text.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"device {name!r} requested but CUDA is not available (a CPU-only torch build or "
-            "no visible GPU); use device 'cpu' or 'auto'"
-        )
-    count = torch.cuda.device_count()
-    if index and int(index) >= count:
-        raise ValueError(f"device {name!r} requested but only {count} CUDA device(s) are visible")
-    return text
 
 
 class PendingBatch:

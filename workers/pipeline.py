@@ -22,6 +22,7 @@ import redis
 
 from foundation.log import get_logger
 from foundation.settings import Settings
+from models.device import resolve_device
 from models.loader import LoadedModel
 from models.spec import ModelCard
 from schemas import Event
@@ -33,7 +34,7 @@ from workers.deadline import InferenceDeadline
 from workers.decode import FrameDecoder
 from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
-from workers.engine import InferenceEngine, resolve_device
+from workers.engine import InferenceEngine
 from workers.model_watch import ModelWatcher, check_candidate, load_candidate
 from workers.offsets import OffsetTracker, Partition
 from workers.poller import FramePoller

@@ -34,7 +34,8 @@ from framewire.bench.sink import SinkReader
 from framewire.services import ensure_services
 from framewire.worker_process import WorkerExited, WorkerProcess
 from models import load_model
-from workers.engine import InferenceEngine, resolve_device
+from models.device import resolve_device
+from workers.engine import InferenceEngine
 
 Echo = Callable[[str], None]
 _MIN_SECONDS = 1.0  # each ceiling runs at least this long (and at least --frames frames)

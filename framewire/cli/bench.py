@@ -124,7 +124,7 @@ def _backfill(settings: Settings, live_fps: float, seconds: float, device: str,
     from framewire.bench.backfill import run_backfill_bench
     from framewire.bench.options import BenchOptionError, parse_frame_size
     from framewire.worker_process import WorkerExited
-    from workers.engine import resolve_device
+    from models.device import resolve_device
 
     try:
         size = parse_frame_size(frame_size)

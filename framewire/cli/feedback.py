@@ -119,7 +119,7 @@ def collect_(settings: Settings, name: str, since: str | None, retrain_model: st
     retrain_task = None
     if retrain_model and report.created and report.added >= min_labels:
         from mlops.retrain.retrain import RetrainRequest
-        from mlops.retrain.task import request_retrain
+        from mlops.tasks import request_retrain
 
         retrain_task = request_retrain(settings, RetrainRequest(
             retrain_model, f"feedback: {report.added} labels", dataset=name))  # fmt: skip

@@ -56,15 +56,20 @@ def flower(settings: Settings, port: int, address: str) -> None:
 @click.command()
 @click.pass_obj
 def beat(settings: Settings) -> None:
-    """Run Celery beat: sends the framewire app's periodic tasks when they are due.
+    """Run Celery beat: sends the periodic MLOps tasks when they are due, to the `monitor`
+    queue that `framewire retrain worker` serves: the drift monitor every
+    FRAMEWIRE_MONITOR_EVERY_S, and a retrain of every model whose dataset has grown every
+    FRAMEWIRE_RETRAIN_EVERY_S (0 turns either off).
 
     Run exactly one per deployment: two would send every periodic task twice. It keeps
     when each task last ran in a schedule file under the state directory, so a restart
     does not send them all again.
     """
+    from mlops.tasks import create_mlops_app
+
     schedule = settings.state_dir / "beat" / "schedule"
     schedule.parent.mkdir(parents=True, exist_ok=True)
-    _celery(settings).start(
+    create_mlops_app(settings).start(
         ["beat", f"--schedule={schedule}", f"--loglevel={settings.log_level.upper()}"]
     )
 

@@ -58,7 +58,7 @@ def request(settings: Settings, name: str, reason: str, dataset: str | None, epo
             device: str) -> None:  # fmt: skip
     """Queue a retrain for `framewire retrain worker`."""
     from mlops.retrain.retrain import RetrainRequest
-    from mlops.retrain.task import request_retrain
+    from mlops.tasks import request_retrain
 
     task_id = request_retrain(settings, RetrainRequest(name, reason, dataset=dataset,
                                                        epochs=epochs, device=device))  # fmt: skip
@@ -68,11 +68,17 @@ def request(settings: Settings, name: str, reason: str, dataset: str | None, epo
 @retrain.command("worker")
 @click.pass_obj
 def worker(settings: Settings) -> None:
-    """Serve the `retrain` queue: one retrain at a time (Celery solo pool)."""
-    from mlops.retrain.task import QUEUE, create_retrain_app
+    """Serve the MLOps queues: `retrain` (retrains) and `monitor` (the scheduled monitor and
+    retrain checks that `framewire beat` sends).
 
-    app = create_retrain_app(settings)
-    app.worker_main(["worker", "--pool=solo", f"--queues={QUEUE}",
+    Two threads, so a monitor run is not held up behind a retrain that takes minutes; two
+    retrains of one model never run at once all the same (each holds the model's lease).
+    """
+    from mlops.tasks import QUEUES, create_mlops_app
+
+    app = create_mlops_app(settings)
+    app.worker_main(["worker", "--pool=threads", "--concurrency=2",
+                     f"--queues={','.join(QUEUES)}",
                      f"--hostname=retrain-{socket.gethostname()}-{os.getpid()}@%h",
                      f"--loglevel={settings.log_level.upper()}", "--task-events",
                      "--without-mingle", "--without-gossip"])  # fmt: skip

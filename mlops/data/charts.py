@@ -38,8 +38,8 @@ def class_balance(counts: Mapping[str, Mapping[str, int]]) -> str:
         left += values
     ax.set_xlabel("images")
     ax.legend(loc="lower right", frameon=False, ncols=3, bbox_to_anchor=(1, 1.0))
-    _tidy(ax)
-    return _png(fig)
+    tidy(ax)
+    return png(fig)
 
 
 def image_sizes(sizes: Sequence[tuple[int, int]]) -> str:
@@ -54,8 +54,8 @@ def image_sizes(sizes: Sequence[tuple[int, int]]) -> str:
     ax.set_xlabel("width (px)")
     ax.set_ylabel("height (px)")
     ax.set_title("image sizes", fontsize=10)
-    _tidy(ax)
-    return _png(fig)
+    tidy(ax)
+    return png(fig)
 
 
 def distribution(
@@ -92,17 +92,17 @@ def distribution(
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, fontsize=8)
-    _tidy(ax)
-    return _png(fig)
+    tidy(ax)
+    return png(fig)
 
 
-def _tidy(ax: plt.Axes) -> None:
+def tidy(ax: plt.Axes) -> None:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.tick_params(labelsize=8)
 
 
-def _png(fig: plt.Figure) -> str:
+def png(fig: plt.Figure) -> str:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=_DPI)

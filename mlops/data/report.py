@@ -263,7 +263,7 @@ def _samples(
 
 # -- page --------------------------------------------------------------------------------
 
-_CSS = """
+CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;
  margin:0 auto;max-width:1180px;padding:24px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;
@@ -290,7 +290,7 @@ def _page(version: DatasetVersion, sections: list[str]) -> str:
     title = f"Dataset {version.ref}"
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
-        f"</title><style>{_CSS}</style></head><body><h1>{_e(title)}</h1>"
+        f"</title><style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
         f"<p class=meta>framewire data report · {len(version.items):,} items</p>"
         f"{''.join(sections)}</body></html>\n"
     )

@@ -82,10 +82,13 @@ class WindowReport:
     accuracy: float | None  # over the frames with a ground-truth label
     labelled: int
     quality: list[tuple[str, str, float]] = field(default_factory=list)  # stream, check, share
+    accuracy_by_stream: dict[str, tuple[int, int]] = field(default_factory=dict)  # right, of
+    ts: int | None = None  # ms: when the window closed (its last observation event's time)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "frames": self.frames, "accuracy": self.accuracy,
-                "labelled": self.labelled,
+                "labelled": self.labelled, "ts": self.ts,
+                "accuracy_by_stream": {s: list(v) for s, v in self.accuracy_by_stream.items()},
                 "findings": {f.metric: {"value": round(f.value, 4),
                                         "threshold": round(f.threshold, 4), "over": f.over}
                              for f in self.findings},
@@ -118,8 +121,12 @@ def check_window(
     labelled = [f for f in frames if f.get("label") is not None]
     accuracy = (sum(f["label"] == f["predicted"] for f in labelled) / len(labelled)
                 if labelled else None)  # fmt: skip
+    by_stream: dict[str, tuple[int, int]] = {}
+    for f in labelled:
+        right, seen = by_stream.get(f["stream_id"], (0, 0))
+        by_stream[f["stream_id"]] = (right + (f["label"] == f["predicted"]), seen + 1)
     return WindowReport(model, len(frames), findings, accuracy, len(labelled),
-                        _quality(frames, limits))  # fmt: skip
+                        _quality(frames, limits), by_stream)  # fmt: skip
 
 
 def _ks(name: str, histogram: dict[str, Any], values: list[float], limits: Thresholds) -> Finding:

@@ -8,9 +8,13 @@ events out.
          badly exposed in `confirm` consecutive windows, frozen (FROZEN_RUN identical
          observations in a row), or silent (observed before, nothing for silent_after_s)
       -> a drift lasting `retrain_after` windows asks for a retrain (mlops/retrain/)
+    labelled observations and feedback labels -> live accuracy per version and stream
+      (mlops/monitor/accuracy.py)
 
 Events go back to the monitoring topic (worker "monitor"); every window's report is kept
-(`reports`) for `framewire monitor` to print and for the HTML report.
+(`reports`) for `framewire monitor` to print and for the HTML report. `state()` and
+`restore()` carry the open windows, streaks and accuracy from one scheduled run to the next
+(mlops/monitor/scheduled.py), so a run every few minutes finds what a follower finds.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops.monitor import metrics
+from mlops.monitor.accuracy import LiveAccuracy
 from mlops.monitor.checks import FROZEN_RUN, Thresholds, WindowReport, check_window, signature
 from schemas import Event
 
@@ -53,6 +58,7 @@ class Monitor:
         self._silent: set[str] = set()
         self._runs: dict[str, tuple[tuple, int]] = {}  # stream -> (signature, run length)
         self._no_reference: set[str] = set()
+        self.accuracy = LiveAccuracy()
 
     def add(self, event: dict[str, Any]) -> None:
         """One event from the monitoring topic (others than observations are ignored)."""
@@ -67,23 +73,55 @@ class Monitor:
         for frame in event["frames"]:
             self._watch_stream(frame, model, now_s)
             state.frames.append(frame)
+            if frame.get("label") is not None:
+                self.add_label(model, frame["stream_id"], frame["frame_id"], frame["predicted"],
+                               frame["label"], source="fw-label")  # fmt: skip
         limits = self.thresholds_for(model)
         while len(state.frames) >= limits.window:
             window, state.frames = state.frames[: limits.window], state.frames[limits.window :]
             self._check(model, window, reference, limits, state, event["ts"])
         self._check_silence(now_s, event["ts"])
 
+    def add_label(self, model: str, stream_id: str, frame_id: str, predicted: str, label: str,
+                  source: str) -> None:  # fmt: skip
+        """Ground truth for one served frame: its fw-label, or a feedback label joined to
+        its result."""
+        self.accuracy.add(model, stream_id, frame_id, predicted, label)
+        metrics.LABELS.labels(source).inc()
+        stream = self.accuracy.of_stream(model, stream_id)
+        metrics.STREAM_ACCURACY.labels(model, stream_id).set(stream.value)
+        metrics.LIVE_ACCURACY.labels(model).set(self.accuracy.of_version(model).value)
+
     @property
     def models_without_reference(self) -> list[str]:
         return sorted(self._no_reference)
 
+    def state(self) -> dict[str, Any]:
+        """What a later run needs to go on where this one stopped (JSON-able)."""
+        return {
+            "versions": {model: {"frames": v.frames, "streak": v.streak, "quality_streak":
+                                 [[*key, n] for key, n in v.quality_streak.items()]}
+                         for model, v in self._versions.items()},
+            "last_seen": self._last_seen, "silent": sorted(self._silent),
+            "runs": {stream: [list(key), run] for stream, (key, run) in self._runs.items()},
+            "accuracy": self.accuracy.state(),
+        }  # fmt: skip
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._versions = {model: _Version(v["frames"], v["streak"],
+                                          {(s, c): n for s, c, n in v["quality_streak"]})
+                          for model, v in state["versions"].items()}  # fmt: skip
+        self._last_seen = dict(state["last_seen"])
+        self._silent = set(state["silent"])
+        self._runs = {stream: (tuple(key), run) for stream, (key, run) in state["runs"].items()}
+        self.accuracy.restore(state["accuracy"])
+
     def _check(self, model: str, window: list[dict[str, Any]], reference: dict[str, Any],
                limits: Thresholds, state: _Version, ts: int) -> None:  # fmt: skip
         report = check_window(model, window, reference, limits)
+        report.ts = ts
         self.reports.append(report)
         metrics.WINDOWS.labels(model).inc()
-        if report.accuracy is not None:
-            metrics.LIVE_ACCURACY.labels(model).set(report.accuracy)
         for finding in report.findings:
             streak = state.streak.get(finding.metric, 0) + 1 if finding.over else 0
             state.streak[finding.metric] = streak
@@ -132,5 +170,3 @@ class Monitor:
         if model is not None:
             fields["model"] = model
         self.emit(Event("data_quality", MONITOR, fields, ts=ts))
-
-

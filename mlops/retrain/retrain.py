@@ -3,7 +3,7 @@ plus the collected feedback), the same architecture and input, then the promotio
 
     requested (drift persisting, feedback collected, a schedule, a person)
       -> skipped if a retrain started after the request (it saw the same data)
-      -> skipped if another one holds the lease (never two at once: mlops/retrain/lease.py)
+      -> skipped if another one holds the lease (never two at once: foundation/lease.py)
       -> train (tracked, registered) -> promote (the gate; the workers follow)
 
 Each step is a `retrain` event on the monitoring topic. A failed training or a refused
@@ -19,11 +19,11 @@ from typing import Any
 
 import redis
 
+from foundation.lease import Lease
 from foundation.rediskeys import retrain_lease_key, retrain_started_key
 from foundation.settings import Settings
 from mlops.registry.promote import promote
 from mlops.registry.store import Registry, RegistryError
-from mlops.retrain.lease import Lease
 from mlops.train import TrainConfig, train
 from schemas import Event
 from schemas.frame import now_ms

@@ -52,6 +52,7 @@ from mlops.train.tracking import (
     tensorboard_writer,
 )
 from models.architectures import ARCHITECTURES
+from models.device import resolve_device
 from models.loader import CARD_FILE, LoadedModel, ModelLoadError, load_model, save_model
 from models.spec import InputSpec, ModelCard
 
@@ -113,23 +114,15 @@ class TrainResult:
         }
 
 
-def resolve_device(name: str) -> str:
-    text = (name or "auto").strip().lower()
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r} requested but CUDA is not available; use cpu")
-    if text != "cpu" and not text.startswith("cuda"):
-        raise TrainError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return text
-
-
 def train(settings: Settings, config: TrainConfig, bar: BarFactory | None = None) -> TrainResult:
     """Train, validate, track and register; see the module docstring."""
     if config.arch not in ARCHITECTURES:
         raise TrainError(f"unknown architecture {config.arch!r}; one of "
                          f"{', '.join(sorted(ARCHITECTURES))}")  # fmt: skip
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     writer = tensorboard_writer(config.tensorboard) if config.tensorboard else None
     store = DatasetStore.for_settings(settings)
     version = store.resolve(config.dataset)

@@ -70,6 +70,9 @@ def test_stationary_stream_no_drift_then_the_shift_is_reported(topics, tmp_path)
     assert out.exit_code == 0, out.output
     lines = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
     windows = [line["window"] for line in lines if "window" in line]
+    accuracy = [line["accuracy"] for line in lines if "accuracy" in line]
+    [version] = [row for row in accuracy if row["stream_id"] is None]  # then one per camera
+    assert len(accuracy) == 1 + 60 and version["labelled"] == STATIONARY + DRIFTED
     drifts = [line["event"] for line in lines
               if "event" in line and line["event"]["type"] == "drift"]  # fmt: skip
     assert len(windows) == (STATIONARY + DRIFTED) // 300

@@ -95,10 +95,19 @@ def monitor(ctx: click.Context, since: str, follow: bool, window: int | None,
         return
     except ValueError as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
-    if not as_json:
-        click.echo(f"{len(result.reports)} window(s), {len(result.drifts)} drift event(s)")
-        for model in result.models_without_reference:
-            click.echo(f"not monitored (no reference.json): {model}", err=True)
+    if as_json:
+        for row in (*result.accuracy.per_version(), *result.accuracy.per_stream()):
+            click.echo(json.dumps({"accuracy": row.to_dict()}))
+        return
+    click.echo(f"{len(result.reports)} window(s), {len(result.drifts)} drift event(s)")
+    for version in result.accuracy.per_version():
+        streams = [r for r in result.accuracy.per_stream() if r.model == version.model]
+        worst = min(streams, key=lambda r: r.value)
+        click.echo(f"live accuracy of {version.model}: {version.value:.3f} over "
+                   f"{version.labelled} labelled frames of {len(streams)} stream(s); lowest "
+                   f"{worst.stream_id} {worst.value:.3f} ({worst.labelled})")  # fmt: skip
+    for model in result.models_without_reference:
+        click.echo(f"not monitored (no reference.json): {model}", err=True)
 
 
 def _thresholds(settings: Settings, window: int | None,

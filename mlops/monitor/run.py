@@ -101,6 +101,9 @@ def run_monitor(
                 for report in monitor.reports[reported:]:
                     on_window(report)
                 reported = len(monitor.reports)
+            if follow:  # handed over; a follower that kept them would grow for ever
+                del monitor.reports[:]
+                reported = 0
             if not follow and all(consumer.position(tp) >= end for tp, end in ends.items()):
                 break
         if positions is not None:

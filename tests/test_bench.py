@@ -16,12 +16,15 @@ from foundation.settings import Settings
 from framewire.bench import REQUIRED_FIELDS, BenchOptionError, parse_frame_size
 from framewire.bench import profile as profile_module
 from framewire.bench.frames import FramePool
+from framewire.bench.model import model_directory
 from framewire.bench.profile import record_command
-from framewire.bench.report import LOAD_FIELDS
+from framewire.bench.report import LOAD_FIELDS, NULL_MODEL_FIELDS
+from models import load_model
 from models.spec import InputSpec, prepare
 from schemas import Frame
 from tests.cli_helpers import invoke
 from workers.decode import FrameDecoder
+from workers.engine import InferenceEngine
 
 
 def _invoke(settings: Settings, *args: str):
@@ -61,6 +64,39 @@ def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings, tmp_p
     assert "thread (" in profile.read_text() and "framewire-" in profile.read_text()
 
 
+@pytest.mark.timeout(120)
+def test_bench_null_model_reports_the_framework_against_a_bare_consumer(
+    settings: Settings,
+) -> None:
+    result = _invoke(settings, "--model", "null", "--device", "cpu", "--frames", "200",
+                     "--load-seconds", "0.5", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    for name in NULL_MODEL_FIELDS:
+        assert name in summary, name
+    for name in ("framework_fps", "bare_consume_fps", "framework_to_bare_ratio"):
+        assert summary[name] > 0, (name, summary[name])
+    ratio = summary["framework_fps"] / summary["bare_consume_fps"]
+    assert summary["framework_to_bare_ratio"] == pytest.approx(ratio, 0.01)
+    # Both read the same 200 raw frames; nothing JPEG-specific or one-at-a-time ran.
+    assert summary["bare_consume_records"] == summary["pipeline_frames"] == 200
+    assert (summary["frame_encoding"], summary["frame_bytes"]) == ("raw-bgr8", 8 * 8 * 3)
+    assert "decode_fps" not in summary and "naive_fps" not in summary
+    assert "framework to bare consumer" in result.output
+
+
+def test_the_null_model_serves_raw_frames_of_its_input_size(tmp_path) -> None:
+    # The worker loads it from a directory, as it would any model (TorchScript here).
+    model = load_model(model_directory("null", 224, tmp_path))
+    spec = model.card.input
+    pool = FramePool.raw(spec.width, spec.height, size=2)
+    decoder = FrameDecoder(10**8, 10**9)
+    image = prepare(decoder.to_bgr(pool.frame(0, ["s"])), spec)
+    assert image.tobytes() == pool.payloads[0]  # decode is a reshape, prepare a no-op
+    (predictions,) = InferenceEngine(model, "cpu", 4).predict(image[None])
+    assert [p["label"] in model.card.labels for p in predictions] == [True] * len(predictions)
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [("--frame-size", "12", "--frame-size must look like"), ("--frames", "3", "--frames")],
@@ -84,7 +120,7 @@ def test_scaled_jpeg_decode_matches_full_decode(spec: InputSpec) -> None:
     # prepared pixels must stay within a grey level or two of a full decode + resize.
     pool = FramePool.render(640, 480, size=3)
     decoder = FrameDecoder(10**8, 10**9)
-    for data in pool.jpegs:
+    for data in pool.payloads:
         frame = Frame("s", 0, data)
         full = prepare(decoder.to_bgr(frame), spec).astype(np.int16)
         scaled = prepare(decoder.to_bgr(frame, spec), spec).astype(np.int16)

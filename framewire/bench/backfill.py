@@ -91,7 +91,7 @@ def run_backfill_bench(settings: Settings, live_fps: float, seconds: float, devi
 def _write_folder(folder: Path, pool: FramePool, count: int) -> int:
     """count JPEG files: the pool's, then hard links to them (no disk for the copies)."""
     originals = []
-    for i, data in enumerate(pool.jpegs):
+    for i, data in enumerate(pool.payloads):
         originals.append(folder / f"pool-{i:03d}.jpeg")
         originals[-1].write_bytes(data)
     for i in range(count - len(originals)):

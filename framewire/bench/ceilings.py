@@ -86,8 +86,8 @@ def decode_fps(pool: FramePool, spec: InputSpec, threads: int, max_bytes: int,
     """JPEG decode plus preparation for the model, with the worker's decode code and
     thread count, on records that are already in memory."""
     decoder = FrameDecoder(max_bytes, max_pixels)
-    round_size = 4 * len(pool.jpegs)
-    records = [_item(pool, i).record for i in range(len(pool.jpegs))]
+    round_size = 4 * len(pool.payloads)
+    records = [_item(pool, i).record for i in range(len(pool.payloads))]
 
     def decode(i: int) -> WorkItem:
         return decoder.decode(WorkItem(records[i % len(records)], 0, 0.0), spec)

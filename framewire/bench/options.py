@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_LOADS = (0.1, 0.5, 0.8)  # offered load, as fractions of the measured saturation
+# The model that costs nothing, on raw frames of its input size: the framework's own
+# ceiling against a bare consumer's (framewire/bench/model.py, bare.py).
+NULL_MODEL = "null"
 
 
 class BenchOptionError(ValueError):
@@ -15,7 +18,7 @@ class BenchOptionError(ValueError):
 @dataclass(frozen=True)
 class BenchOptions:
     device: str = "auto"
-    model: str = "demo"  # "demo", an architecture name (random weights), or a model directory
+    model: str = "demo"  # "demo", "null", an architecture name (random weights), a directory
     input_size: int = 224  # square model input for architecture names
     frame_width: int = 640
     frame_height: int = 480
@@ -41,6 +44,14 @@ class BenchOptions:
             raise BenchOptionError(f"--max-batch must be at least 1, got {self.max_batch}")
         if not self.loads or not all(0 < f <= 1 for f in self.loads):
             raise BenchOptionError(f"loads must be fractions in (0, 1], got {self.loads}")
+        if self.null_model and self.batch_curve:
+            raise BenchOptionError("--plot draws the decode ceiling, which --model null skips")
+
+    @property
+    def null_model(self) -> bool:
+        """The framework's own ceiling: no decode ceiling or naive baseline, a bare
+        consumer instead."""
+        return self.model == NULL_MODEL
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# Fields every `framewire bench --json` object has (tests check them).
+# Fields every `framewire bench --json` object has but --model null's (tests check them).
 REQUIRED_FIELDS = (
     "model_only_fps", "decode_fps", "pipeline_fps", "naive_fps",
     "ratio_to_ceiling", "speedup_vs_naive", "loads",
 )  # fmt: skip
 LOAD_FIELDS = ("load", "offered_fps", "p50_ms", "p95_ms", "p99_ms", "mean_batch")
+# Fields of `framewire bench --model null --json` (no decode ceiling, no naive baseline).
+NULL_MODEL_FIELDS = (
+    "model_only_fps", "pipeline_fps", "framework_fps", "bare_consume_fps",
+    "framework_to_bare_ratio", "loads",
+)  # fmt: skip
 
 
 def ratios(model_only_fps: float, decode_fps: float, pipeline_fps: float,
@@ -28,33 +33,32 @@ def ratios(model_only_fps: float, decode_fps: float, pipeline_fps: float,
     }
 
 
+def framework_ratio(pipeline_fps: float, bare_consume_fps: float) -> dict[str, float]:
+    """With the null model the pipeline's rate is the framework's own: its share of what a
+    bare consumer reads from the same broker."""
+    ratio = pipeline_fps / bare_consume_fps if bare_consume_fps > 0 else 0.0
+    return {"framework_fps": pipeline_fps, "framework_to_bare_ratio": round(ratio, 3)}
+
+
+def frames_label(s: dict[str, Any]) -> str:
+    """'640x480 JPEG frames (~61 KB)', or '8x8 raw-bgr8 frames (192 bytes)'."""
+    encoding = s.get("frame_encoding", "jpeg")
+    if encoding == "jpeg":
+        return f"{s['frame_size']} JPEG frames (~{s['frame_kb']:.0f} KB)"
+    return f"{s['frame_size']} {encoding} frames ({s['frame_bytes']} bytes)"
+
+
 def format_table(s: dict[str, Any]) -> str:
     """The human-readable report of a summary."""
     b = s["max_batch"]
-    rows = [
-        (f"model only, batch {b}", f"{s['model_only_fps']:,.0f} frames/s",
-         f"{1000 / s['model_only_fps'] * b:.2f} ms per batch"),
-        ("model only, batch 1", f"{s['model_only_batch1_fps']:,.0f} frames/s",
-         f"{s['single_frame_model_ms']:.2f} ms per frame"),
-        (f"decode + prepare, {s['decode_threads']} threads", f"{s['decode_fps']:,.0f} frames/s",
-         f"{s['stage_costs']['decode_cpu_ms_per_frame']:.2f} ms CPU per frame"),
-        ("pipeline (Kafka > worker > Redis)", f"{s['pipeline_fps']:,.0f} frames/s",
-         f"mean batch {s['pipeline_mean_batch']:.1f}"),
-        ("naive (1 frame at a time)", f"{s['naive_fps']:,.0f} frames/s", ""),
-    ]  # fmt: skip
     lines = [
         f"framewire bench: {s['model']} on {s['device_name']}, input {s['input']}, "
-        f"{s['frame_size']} JPEG frames (~{s['frame_kb']:.0f} KB), max batch {b}",
+        f"{frames_label(s)}, max batch {b}",
         "",
         f"  {'stage':36s} {'throughput':>18s}   note",
-        *(f"  {name:36s} {fps:>18s}   {note}" for name, fps, note in rows),
+        *(f"  {name:36s} {fps:>18s}   {note}" for name, fps, note in _rows(s)),
         "",
-        f"  ratio to ceiling  {s['ratio_to_ceiling']:.2f}   (pipeline / min(model only, decode)"
-        f" = {s['pipeline_fps']:,.0f} / {s['ceiling_fps']:,.0f})",
-        f"  ratio to shared-core ceiling  {s['ratio_to_shared_core_ceiling']:.2f}   "
-        f"(1 / (1/model + 1/decode) = {s['shared_core_ceiling_fps']:,.0f}; on a CPU device "
-        "both stages use the same cores)",
-        f"  speedup vs naive  {s['speedup_vs_naive']:.2f}x",
+        *_ratio_lines(s),
         "",
         f"  {'offered load':>14s} {'frames/s':>9s} {'p50 ms':>8s} {'p95 ms':>8s} "
         f"{'p99 ms':>8s} {'mean batch':>11s}",
@@ -87,6 +91,47 @@ def format_table(s: dict[str, Any]) -> str:
         lines.append("  worker CPU per frame by thread (ms): "
                      + ", ".join(f"{name} {ms:.2f}" for name, ms in threads.items()))  # fmt: skip
     return "\n".join(lines)
+
+
+def _rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(stage, throughput, note) for each figure the run measured."""
+    b = s["max_batch"]
+    rows = [
+        (f"model only, batch {b}", f"{s['model_only_fps']:,.0f} frames/s",
+         f"{1000 / s['model_only_fps'] * b:.2f} ms per batch"),
+        ("model only, batch 1", f"{s['model_only_batch1_fps']:,.0f} frames/s",
+         f"{s['single_frame_model_ms']:.2f} ms per frame"),
+    ]  # fmt: skip
+    if "decode_fps" in s:
+        cpu_ms = s["stage_costs"]["decode_cpu_ms_per_frame"]
+        rows.append((f"decode + prepare, {s['decode_threads']} threads",
+                     f"{s['decode_fps']:,.0f} frames/s",
+                     f"{cpu_ms:.2f} ms CPU per frame"))  # fmt: skip
+    if "bare_consume_fps" in s:
+        rows.append(("bare consumer (no processing)", f"{s['bare_consume_fps']:,.0f} records/s",
+                     "the broker's own ceiling"))  # fmt: skip
+    rows.append(("pipeline (Kafka > worker > Redis)", f"{s['pipeline_fps']:,.0f} frames/s",
+                 f"mean batch {s['pipeline_mean_batch']:.1f}"))  # fmt: skip
+    if "naive_fps" in s:
+        rows.append(("naive (1 frame at a time)", f"{s['naive_fps']:,.0f} frames/s", ""))
+    return rows
+
+
+def _ratio_lines(s: dict[str, Any]) -> list[str]:
+    if "framework_to_bare_ratio" in s:
+        return [
+            f"  framework to bare consumer  {s['framework_to_bare_ratio']:.2f}   (pipeline / "
+            f"bare consumer = {s['framework_fps']:,.0f} / {s['bare_consume_fps']:,.0f}; decode "
+            "and model cost nearly nothing: the rest is the framework)",
+        ]
+    return [
+        f"  ratio to ceiling  {s['ratio_to_ceiling']:.2f}   (pipeline / min(model only, decode)"
+        f" = {s['pipeline_fps']:,.0f} / {s['ceiling_fps']:,.0f})",
+        f"  ratio to shared-core ceiling  {s['ratio_to_shared_core_ceiling']:.2f}   "
+        f"(1 / (1/model + 1/decode) = {s['shared_core_ceiling_fps']:,.0f}; on a CPU device "
+        "both stages use the same cores)",
+        f"  speedup vs naive  {s['speedup_vs_naive']:.2f}x",
+    ]
 
 
 def format_json(summary: dict[str, Any]) -> str:

@@ -3,6 +3,11 @@
 Order matters on a small machine: the in-process measurements (model, decoder, naive
 baseline) run before the worker process exists, and the worker is started only after its
 frames are published, so no phase shares the cores with another phase's work.
+
+With the null model (`--model null`) decode and compute cost nearly nothing, so the
+decode ceiling and the naive baseline are skipped, and a bare consumer reads the
+saturation phase's records before the worker starts: the broker's own ceiling, against
+which the pipeline's rate is the framework's (`framework_to_bare_ratio`).
 """
 
 from __future__ import annotations
@@ -23,17 +28,18 @@ import torch
 from foundation.kafka import create_topics
 from foundation.settings import Settings
 from framewire.bench import ceilings
+from framewire.bench.bare import bare_consume
 from framewire.bench.frames import FramePool, stream_ids
 from framewire.bench.model import model_directory
 from framewire.bench.naive import run_naive
 from framewire.bench.options import BenchOptions
 from framewire.bench.pipeline_load import measure_load, measure_saturation, publish_all
 from framewire.bench.profile import WorkerProfiler
-from framewire.bench.report import ratios
+from framewire.bench.report import frames_label, framework_ratio, ratios
 from framewire.bench.sink import SinkReader
 from framewire.services import ensure_services
 from framewire.worker_process import WorkerExited, WorkerProcess
-from models import load_model
+from models import InputSpec, ModelCard, load_model
 from models.device import resolve_device
 from workers.engine import InferenceEngine
 
@@ -53,34 +59,30 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
         model_dir = model_directory(options.model, options.input_size, tmp)
         engine = InferenceEngine(load_model(model_dir), device, max_batch)
         card = engine.card
-        pool = FramePool.render(options.frame_width, options.frame_height)
+        pool = _frame_pool(options, card)
         summary: dict[str, Any] = {
             "model": f"{card.name}:{card.version}",
             "input": f"{card.input.width}x{card.input.height}",
             "frame_size": f"{pool.width}x{pool.height}",
+            "frame_encoding": pool.encoding,
             "frame_kb": round(pool.mean_kb, 1),
+            "frame_bytes": round(pool.mean_kb * 1024),
             "device": device,
             "device_name": device_name(device),
             "max_batch": max_batch,
             "decode_threads": settings.decode_threads,
             "frames": options.frames,
         }
-        echo(f"bench: {summary['model']} on {summary['device_name']}, {summary['frame_size']} "
-             f"JPEG frames (~{pool.mean_kb:.0f} KB), max batch {max_batch}")  # fmt: skip
+        echo(f"bench: {summary['model']} on {summary['device_name']}, {frames_label(summary)}, "
+             f"max batch {max_batch}")  # fmt: skip
 
         summary.update(_ceilings(engine, pool, settings, options, max_batch, echo))
 
         settings = ensure_services(settings, workdir, cleanup, echo, label="bench")
         base = settings.replace(topic_prefix=f"{settings.topic_prefix}bench-{run_id}.")
-        naive = base.replace(topic_prefix=f"{base.topic_prefix}naive.")
-        create_topics(naive)
-        publish_all(naive, pool, options.frames, stream_ids(run_id, "naive", options.streams))
-        echo(f"naive: {options.frames} frames published; one at a time (at most "
-             f"{options.naive_seconds:g} s)")  # fmt: skip
-        naive_run = run_naive(naive, engine, options.frames, options.naive_seconds)
-        summary["naive_fps"] = round(naive_run.fps, 1)
-        summary["naive_frames"] = naive_run.frames
-        echo(f"naive: {naive_run.fps:,.0f} frames/s over {naive_run.frames} frames")
+        # One frame at a time with no decode and no model: a group join that tells nothing.
+        if not options.null_model:
+            summary.update(_naive(base, engine, pool, options, run_id, echo))
         del engine  # the worker loads its own copy; free this one's memory first
         gc.collect()
         if torch.cuda.is_available():
@@ -89,41 +91,71 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
         summary.update(_pipeline(base, pool, options, max_batch, device, model_dir, workdir,
                                  run_id, cleanup, echo, profiler))  # fmt: skip
         summary["stage_costs"].update(summary.pop("stage_costs_pipeline"))
-        summary.update(ratios(summary["model_only_fps"], summary["decode_fps"],
-                              summary["pipeline_fps"], summary["naive_fps"]))  # fmt: skip
+        if options.null_model:
+            summary.update(framework_ratio(summary["pipeline_fps"], summary["bare_consume_fps"]))
+            echo(f"framework: {summary['framework_fps']:,.0f} frames/s, "
+                 f"{summary['framework_to_bare_ratio']:.2f} of the bare consumer")  # fmt: skip
+        else:
+            summary.update(ratios(summary["model_only_fps"], summary["decode_fps"],
+                                  summary["pipeline_fps"], summary["naive_fps"]))  # fmt: skip
     return summary
+
+
+def _frame_pool(options: BenchOptions, card: ModelCard) -> FramePool:
+    """JPEGs of --frame-size; for the null model raw frames of its input size, so that
+    decode is a reshape and preparing them a no-op."""
+    if options.null_model:
+        return FramePool.raw(card.input.width, card.input.height)
+    return FramePool.render(options.frame_width, options.frame_height)
+
+
+def _naive(settings: Settings, engine: InferenceEngine, pool: FramePool,
+           options: BenchOptions, run_id: str, echo: Echo) -> dict[str, Any]:  # fmt: skip
+    naive = settings.replace(topic_prefix=f"{settings.topic_prefix}naive.")
+    create_topics(naive)
+    publish_all(naive, pool, options.frames, stream_ids(run_id, "naive", options.streams))
+    echo(f"naive: {options.frames} frames published; one at a time (at most "
+         f"{options.naive_seconds:g} s)")  # fmt: skip
+    run = run_naive(naive, engine, options.frames, options.naive_seconds)
+    echo(f"naive: {run.fps:,.0f} frames/s over {run.frames} frames")
+    return {"naive_fps": round(run.fps, 1), "naive_frames": run.frames}
 
 
 def _ceilings(engine: InferenceEngine, pool: FramePool, settings: Settings,
               options: BenchOptions, max_batch: int, echo: Echo) -> dict[str, Any]:  # fmt: skip
-    images = ceilings.decoded_batch(engine, pool, min(max_batch, len(pool.jpegs)))
+    images = ceilings.decoded_batch(engine, pool, min(max_batch, len(pool.payloads)))
     model_fps = ceilings.model_only_fps(engine, images, max_batch, options.frames, _MIN_SECONDS)
     model1_fps = ceilings.model_only_fps(engine, images, 1, 1, _MIN_SECONDS)
     echo(f"model only: {model_fps:,.0f} frames/s at batch {max_batch}, "
          f"{model1_fps:,.0f} at batch 1 ({1000 / model1_fps:.2f} ms per frame)")  # fmt: skip
-    threads = settings.decode_threads
-    decode = ceilings.decode_fps(pool, engine.card.input, threads, settings.max_frame_bytes,
-                                 settings.max_frame_pixels, options.frames, _MIN_SECONDS)
-    decode1 = ceilings.decode_fps(pool, engine.card.input, 1, settings.max_frame_bytes,
-                                  settings.max_frame_pixels, options.frames // 4, _MIN_SECONDS)
-    echo(f"decode + prepare: {decode:,.0f} frames/s on {threads} threads "
-         f"({decode1:,.0f} on one)")  # fmt: skip
     out: dict[str, Any] = {
         "model_only_fps": round(model_fps, 1),
         "model_only_batch1_fps": round(model1_fps, 1),
         "single_frame_model_ms": round(1000 / model1_fps, 3),
-        "decode_fps": round(decode, 1),
-        "decode_1thread_fps": round(decode1, 1),
         "stage_costs": {
             "model_ms_per_frame_at_max_batch": round(1000 / model_fps, 3),
             "model_ms_per_frame_at_batch1": round(1000 / model1_fps, 3),
-            "decode_cpu_ms_per_frame": round(1000 / decode1, 3),
         },
     }
+    if not options.null_model:  # decoding a raw frame is a reshape: nothing to measure
+        decode, decode1 = _decode_ceiling(pool, engine.card.input, settings, options, echo)
+        out.update(decode_fps=round(decode, 1), decode_1thread_fps=round(decode1, 1))
+        out["stage_costs"]["decode_cpu_ms_per_frame"] = round(1000 / decode1, 3)
     if options.batch_curve:
         curve = ceilings.batch_curve(engine, images, max_batch, _MIN_SECONDS / 2)
         out["batch_curve"] = {str(b): round(fps, 1) for b, fps in curve.items()}
     return out
+
+
+def _decode_ceiling(pool: FramePool, spec: InputSpec, settings: Settings,
+                    options: BenchOptions, echo: Echo) -> tuple[float, float]:  # fmt: skip
+    """Frames/s decoded and prepared on the worker's decode threads, and on one."""
+    threads, limits = settings.decode_threads, (settings.max_frame_bytes, settings.max_frame_pixels)
+    decode = ceilings.decode_fps(pool, spec, threads, *limits, options.frames, _MIN_SECONDS)
+    decode1 = ceilings.decode_fps(pool, spec, 1, *limits, options.frames // 4, _MIN_SECONDS)
+    echo(f"decode + prepare: {decode:,.0f} frames/s on {threads} threads "
+         f"({decode1:,.0f} on one)")  # fmt: skip
+    return decode, decode1
 
 
 def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_batch: int,
@@ -138,6 +170,9 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
     create_topics(settings)
     streams = stream_ids(run_id, "saturation", options.streams)
     expected = publish_all(settings, pool, options.frames, streams)
+    # The bare consumer reads these records before the worker exists: the same records,
+    # and the cores to itself, as the worker will have them.
+    bare = _bare(settings, options.frames, echo) if options.null_model else {}
     client = redis.Redis.from_url(settings.redis_url)
     cleanup.callback(client.close)
     worker = WorkerProcess(settings, workdir / "logs", device=device)
@@ -170,12 +205,20 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
         "pipeline_stage_ms": sat.stage_ms,
         "loads": points,
         "worker_log": str(worker.log_path),
+        **bare,
         "stage_costs_pipeline": {
             "worker_cpu_ms_per_frame": sat.worker_cpu_ms_per_frame,
             "worker_thread_cpu_ms_per_frame": sat.worker_thread_ms_per_frame,
             "machine_busy": sat.machine_busy,
         },
     }
+
+
+def _bare(settings: Settings, records: int, echo: Echo) -> dict[str, Any]:
+    run = bare_consume(settings, records)
+    echo(f"bare consumer: {run.fps:,.0f} records/s over {run.records} records, no processing "
+         "(the broker's own ceiling)")  # fmt: skip
+    return {"bare_consume_fps": round(run.fps, 1), "bare_consume_records": run.records}
 
 
 def device_name(device: str) -> str:

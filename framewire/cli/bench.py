@@ -22,7 +22,8 @@ from framewire.services import ensure_services
 @click.option("--device", help="auto|cpu|cuda|cuda:N  [default: auto; cpu with --soak]")
 @click.option("--model", default="demo", show_default=True,
               help="demo, an architecture name (resnet18, resnet50: random weights), "
-                   "or a model directory")  # fmt: skip
+                   "a model directory, or null: a model that costs nothing on 8x8 raw "
+                   "frames, against a bare consumer (the framework's own ceiling)")  # fmt: skip
 @click.option("--input-size", type=int, default=224, show_default=True,
               help="square input size for an architecture name")  # fmt: skip
 @click.option("--frame-size", default="640x480", show_default=True,
@@ -70,6 +71,9 @@ def bench(settings: Settings, device: str | None, model: str, input_size: int, f
           ) -> None:  # fmt: skip
     """Measure model-only and decode ceilings, pipeline saturation, latency at 10/50/80%
     load and the naive one-frame-at-a-time baseline, on one device and model.
+
+    With --model null: the framework's own ceiling, the pipeline against a bare consumer
+    reading the same records (docs/PERFORMANCE.md).
 
     With --soak MINUTES: a long run of live cameras instead (docs/PERFORMANCE.md, Soak)."""
     if soak_minutes is not None:

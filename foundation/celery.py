@@ -14,6 +14,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+import foundation.control  # noqa: F401  (registers reload_model for every framewire worker)
 from foundation.settings import Settings
 
 QUEUES = ("gpu", "backfill")

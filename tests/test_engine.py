@@ -55,6 +55,20 @@ def test_predict_matches_plain_module(model: LoadedModel, images: np.ndarray) ->
                                                abs=1e-4)
 
 
+def test_cpu_batches_run_frozen_and_an_observed_one_eagerly_with_the_same_answers(
+    model: LoadedModel, images: np.ndarray
+) -> None:
+    engine = InferenceEngine(model, "cpu", max_batch=16, warm_up=False)
+    assert isinstance(engine._frozen, torch.jit.ScriptModule)
+    served = engine.submit(images)
+    observed = engine.submit(images, observe=True)  # the embedding hook needs the eager module
+    answers = served.result(), observed.result()
+    assert served.embeddings() is None and len(observed.embeddings()) == len(images)
+    for a, b in zip(*answers, strict=True):
+        assert [p["label"] for p in a] == [p["label"] for p in b]
+        assert [p["score"] for p in a] == pytest.approx([p["score"] for p in b], abs=1e-5)
+
+
 def test_batch_equals_one_at_a_time(model: LoadedModel, images: np.ndarray) -> None:
     engine = InferenceEngine(model, "cpu", max_batch=4, warm_up=False)
     batched = engine.predict(images)  # 10 images, in chunks of max_batch

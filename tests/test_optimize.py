@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from models.architectures import ARCHITECTURES
-from workers.optimize import for_inference
+from workers.optimize import for_inference, frozen
 
 
 def _with_statistics(module: nn.Module) -> nn.Module:
@@ -63,3 +63,34 @@ def test_a_model_that_cannot_be_traced_is_served_as_it_is() -> None:
 def test_a_model_without_batch_norm_is_served_as_it_is() -> None:
     module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
     assert for_inference(module) is module
+
+
+SHAPE = (32, 32, 3)
+SCALE, SHIFT = torch.full((1, 3, 1, 1), 1 / 255), torch.zeros(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize("architecture", ["small-cnn", "resnet18"])
+def test_the_frozen_graph_gives_the_eager_outputs_at_any_batch_size(architecture: str) -> None:
+    module = for_inference(_with_statistics(ARCHITECTURES[architecture](6)))
+    graph = frozen(module, SCALE, SHIFT, SHAPE, max_batch=8)
+    assert graph is not None
+    batch = torch.randint(0, 256, (5, *SHAPE), dtype=torch.uint8)  # a size it was not traced at
+    with torch.inference_mode():
+        expected = module(batch.permute(0, 3, 1, 2).float() / 255)
+        torch.testing.assert_close(graph(batch), expected, rtol=1e-4, atol=1e-4)
+
+
+class _SizeDependent(nn.Module):
+    """A decision on the batch size, which a trace bakes in at the size it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).mean((2, 3))
+        return y if x.shape[0] > 1 else -y
+
+
+def test_a_graph_that_differs_from_eager_is_not_served() -> None:
+    assert frozen(_SizeDependent().eval(), SCALE, SHIFT, SHAPE, max_batch=8) is None

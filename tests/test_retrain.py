@@ -17,6 +17,7 @@ import pytest
 from celery.result import AsyncResult
 
 from foundation.celery import celery_app
+from foundation.control import broadcast_reload
 from framewire.worker_process import child_env
 from mlops.data.importers import import_folder
 from mlops.data.store import DatasetStore
@@ -107,6 +108,9 @@ def test_the_celery_tasks_on_a_real_retrain_worker(production, tmp_path) -> None
         assert outcome["version"] not in (None, v1)
         monitored = send(MONITOR_TASK)
         assert monitored["state"] == "done" and monitored["windows"] == 0, monitored
+        # A promotion's broadcast reaches this worker too: it answers, it logs no traceback.
+        [reply] = [r for r in broadcast_reload(app) if next(iter(r)).startswith("retrain-")]
+        assert next(iter(reply.values())) == {"error": "this worker runs no stream pipeline"}
     finally:
         worker.terminate()
         worker.wait(30)

@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from foundation.control import broadcast_reload
 from foundation.servers import free_port
 from framewire.worker_process import WorkerProcess, child_env
 from models.architectures import ARCHITECTURES
@@ -17,7 +18,6 @@ from models.spec import InputSpec, ModelCard
 from producers.synthetic import CLASSES
 from tests.worker_harness import publish, synthetic_frames, wait_for_results, wait_until
 from workers.app import create_app
-from workers.control import broadcast_reload
 
 
 @pytest.fixture

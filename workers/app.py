@@ -19,7 +19,6 @@ def create_app(settings: Settings, stream: bool = True) -> Celery:
     app = celery_app(settings)
     if stream:
         app.steps["worker"].add(StreamStep)
-    import workers.control  # noqa: F401  (registers the reload_model control command)
     from workers.backfill.task import register
 
     register(app)

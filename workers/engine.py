@@ -22,7 +22,7 @@ from models.loader import LoadedModel
 from models.normalise import normalisation, to_model_input
 from models.observe import embedding_hook
 from models.spec import ModelCard, prepare
-from workers.optimize import for_inference
+from workers.optimize import for_inference, frozen
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -113,6 +113,11 @@ class InferenceEngine:
         # Normalisation folded into one multiply-add on the device (models/normalise.py,
         # shared with training and evaluation so both see the same numbers).
         self._scale, self._shift = normalisation(spec, self.device)
+        # On the CPU, batches run as one frozen graph that holds no GIL (workers/optimize.py);
+        # an observed batch runs eagerly, since the embedding hook lives on the eager module.
+        self._frozen = None
+        if not self.is_cuda and self.autocast_dtype is None:
+            self._frozen = frozen(module, self._scale, self._shift, self._shape, max_batch)
 
         self._stream: torch.cuda.Stream | None = None
         self._slots: list[_PinnedSlot] = []
@@ -229,6 +234,8 @@ class InferenceEngine:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC (on the device) -> logits: layout, normalisation and model on-device."""
+        if self._frozen is not None and not self._observing:
+            return self._frozen(batch)
         x = to_model_input(batch, self._scale, self._shift, channels_last=self.is_cuda)
         autocast = (
             torch.autocast(self.device.type, dtype=self.autocast_dtype)

@@ -6,14 +6,26 @@ the convolution's weights and bias: the same outputs to float rounding, one op a
 pass over the activations less per block. On the demo model this is 1.1-1.4x the model's
 CPU throughput (one thread, batch 1 to 32; `framewire bench` shows the model-only figure);
 on CUDA it saves a kernel launch per block.
+
+On a CPU device the whole forward (normalisation and model) is also traced and frozen into
+one TorchScript graph (`frozen`). Eager PyTorch returns to Python between ops and must take
+the GIL back after each one; in a worker whose poll, decode and writer threads want the
+GIL too, every op boundary can wait up to a switch interval. Measured on 2 cores (demo
+model, batch 12, one torch thread, scripts/gil-contention.py): 4.4 ms alone, 105 ms eager
+beside one busy Python thread, 15 ms frozen (docs/PERFORMANCE.md, "Latency under load").
+The graph runs in C++ with the GIL released for the whole call.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import structlog
 import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
+
+from models.normalise import to_model_input
 
 log = structlog.get_logger(__name__)
 
@@ -38,3 +50,42 @@ def for_inference(module: nn.Module) -> nn.Module:
 
 def _has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+class _Served(nn.Module):
+    """uint8 N x H x W x 3 -> logits: what the engine runs for a batch, as one module."""
+
+    def __init__(self, module: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(to_model_input(batch, self.scale, self.shift))
+
+
+def frozen(
+    module: nn.Module, scale: torch.Tensor, shift: torch.Tensor, shape: tuple[int, int, int],
+    max_batch: int,
+) -> torch.jit.ScriptModule | None:  # fmt: skip
+    """The forward from uint8 pixels to logits as one frozen TorchScript graph, or None when
+    the module cannot be traced or the graph does not give the eager outputs at batch 1,
+    an odd size and max_batch (a trace bakes in whatever Python decided at trace time)."""
+    served = _Served(module, scale, shift).eval()
+    sizes = sorted({1, min(3, max_batch), max_batch})
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator)
+              for n in sizes]  # fmt: skip
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # trace and freeze warn about what they check
+            graph = torch.jit.freeze(torch.jit.trace(served, inputs[-1], check_trace=False))
+            for x in inputs:
+                if not torch.allclose(graph(x), served(x), rtol=1e-4, atol=1e-4):
+                    raise ValueError(f"outputs differ from eager at batch {len(x)}")
+    except Exception as exc:  # tracing raises many types; eager serves the model all the same
+        log.warning("model not frozen: eager on the CPU",
+                    error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
+        return None
+    return graph

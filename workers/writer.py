@@ -6,21 +6,31 @@ sorted (workers/sinks/errors.py): retriable ones are retried with backoff while 
 fill and the poll thread pauses the partitions, so nothing piles up without bound;
 a permanent one finishes its frame with what can be written (the DLQ with the reason, an
 `error` event, a metric, one log line with its coordinates) and never blocks another.
+
+The results topic's acknowledgements of a batch are awaited behind the next batches: the
+writer sends batch N's results, writes them to Redis, and goes on to batch N+1 while N's
+acks travel; N is finished (its offsets may be committed) once they are in, at most
+_MAX_UNACKED batches later. One round trip to the broker per batch, waited for in turn,
+bounded the writer at about a hundred batches a second (docs/PERFORMANCE.md, "The
+framework's own ceiling").
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from foundation.log import get_logger
 from schemas import Event, Latency, ModelRef, Prediction, Result, Source
 from schemas.frame import now_ms
 from workers import metrics
-from workers.device import FinishedBatch
+from workers.device import FinishedBatch, Rejected
 from workers.observe import observation_event
 from workers.sinks import (
+    Delivery,
     GaveUp,
     KafkaSink,
     PermanentWriteError,
@@ -34,6 +44,17 @@ from workers.work import WorkItem
 log = get_logger(__name__)
 
 Failures = dict[int, PermanentWriteError]  # index in the batch -> why it failed for good
+_MAX_UNACKED = 4  # batches written whose results-topic acks are still awaited
+
+
+@dataclass
+class _Unacked:
+    """A batch in Redis and sent to the results topic, its acks not yet in."""
+
+    batch: FinishedBatch
+    results: list[Result]
+    delivery: Delivery
+    failed: Failures  # Redis's permanent failures, known at once
 
 
 class ResultWriter(threading.Thread):
@@ -54,6 +75,7 @@ class ResultWriter(threading.Thread):
         self.abort = threading.Event()  # set on a hard stop: give up retrying
         self._stop_event = threading.Event()
         self.counts = {"ok": 0, "error": 0, "dlq": 0, "batches": 0, "batched_frames": 0}
+        self._unacked: deque[_Unacked] = deque()
 
     def stop(self, abort: bool = False) -> None:
         self._stop_event.set()
@@ -62,29 +84,40 @@ class ResultWriter(threading.Thread):
 
     def run(self) -> None:
         name_os_thread()
-        while not (self._stop_event.is_set() and self.finished.empty()):
-            try:
-                job = self.finished.get(timeout=0.1)
-            except queue.Empty:
+        while not (self._stop_event.is_set() and self.finished.empty() and not self._unacked):
+            job = self._next_job()
+            if job is None:
                 continue
             try:
                 if isinstance(job, FinishedBatch):
-                    self._write_batch(job)
+                    self._unacked.append(self._send_batch(job))
                 else:
                     self._dead_letter(job.items)
+                    self.on_done(job.items)
             except GaveUp as exc:
                 log.error("stopped before writing; frames will be redelivered", error=str(exc))
-                continue
-            self.on_done(job.items)
 
-    def _write_batch(self, batch: FinishedBatch) -> None:
+    def _next_job(self) -> FinishedBatch | Rejected | None:
+        """The next job, finishing meanwhile the batches whose acks are in. With nothing new
+        to write, wait for the oldest batch's acks rather than for a job."""
+        while self._unacked and (self._unacked[0].delivery.answered()
+                                 or len(self._unacked) >= _MAX_UNACKED):  # fmt: skip
+            self._finish(self._unacked.popleft())
+        try:
+            return self.finished.get(timeout=0.001 if self._unacked else 0.1)
+        except queue.Empty:
+            if self._unacked:
+                self._finish(self._unacked.popleft())
+            return None
+
+    def _send_batch(self, batch: FinishedBatch) -> _Unacked:
+        """Results to the results topic (sent, not awaited) and Redis; the batch's events."""
         completed = now_ms()
         results = [
             self._result(item, preds, batch, completed)
             for item, preds in zip(batch.items, batch.predictions, strict=True)
         ]
-        failed = self._write(batch.items, results, copy_frames=True)
-        self._observe(batch, [r for i, r in enumerate(results) if i not in failed])
+        delivery, failed = self._send(batch.items, results, copy_frames=True)
         self.kafka_sink.send_event(
             Event(
                 "batch",
@@ -100,11 +133,25 @@ class ResultWriter(threading.Thread):
         )
         if batch.observed is not None:  # one batch in FRAMEWIRE_OBSERVE_EVERY
             self.kafka_sink.send_event(observation_event(batch, self.worker))
+        return _Unacked(batch, results, delivery, failed)
+
+    def _finish(self, unacked: _Unacked) -> None:
+        """Once its acks are in: the frames that failed for good to the DLQ, the batch
+        counted, its offsets free to commit."""
+        batch, failed = unacked.batch, unacked.failed
+        try:
+            for i, error in unacked.delivery.wait(self.abort).items():
+                failed.setdefault(i, error)
+        except GaveUp as exc:
+            log.error("stopped before writing; frames will be redelivered", error=str(exc))
+            return
+        self._observe(batch, [r for i, r in enumerate(unacked.results) if i not in failed])
         if failed:  # a result that can never be written: its frame goes to the DLQ
             for i, error in failed.items():
                 metrics.SINK_FAILURES.labels(error.sink).inc()
                 batch.items[i].fail("sink", str(error))
             self._dead_letter([batch.items[i] for i in sorted(failed)], error_results=False)
+        self.on_done(batch.items)
 
     def _dead_letter(self, items: list[WorkItem], error_results: bool = True) -> None:
         """Items to the DLQ, each with an `error` event, a metric and one log line.
@@ -139,11 +186,19 @@ class ResultWriter(threading.Thread):
     def _write(
         self, items: list[WorkItem], results: list[Result], copy_frames: bool = False
     ) -> Failures:
-        """The results topic and Redis, each retried while its failures are retriable.
-        The Kafka sends go first and are awaited last, so the two round trips overlap.
-        Returns the frames that failed for good in either. copy_frames: also keep each
-        frame's bytes in Redis for a while (only frames the model ran: a frame that failed
-        is no training data)."""
+        """The results topic and Redis, awaited; the frames that failed for good in either."""
+        delivery, failed = self._send(items, results, copy_frames)
+        for i, error in delivery.wait(self.abort).items():
+            failed.setdefault(i, error)
+        return failed
+
+    def _send(
+        self, items: list[WorkItem], results: list[Result], copy_frames: bool = False
+    ) -> tuple[Delivery, Failures]:
+        """Results sent to the results topic (not awaited) and written to Redis, retried
+        while Redis's failures are retriable; the delivery, and the frames Redis refused
+        for good. copy_frames: also keep each frame's bytes in Redis for a while (only
+        frames the model ran: a frame that failed is no training data)."""
         encoded = [r.to_json() for r in results]
         delivery = self.kafka_sink.send_results(
             [(r.stream_id.encode(), data, r.frame_id) for r, data in zip(results, encoded,
@@ -157,10 +212,7 @@ class ResultWriter(threading.Thread):
             for item, r, data in zip(items, results, encoded, strict=True)
             if item.frame is not None
         ]  # fmt: skip
-        failed = self._write_redis(rows)
-        for i, error in delivery.wait(self.abort).items():
-            failed.setdefault(i, error)
-        return failed
+        return delivery, self._write_redis(rows)
 
     def _write_redis(self, rows: list[RedisResult]) -> Failures:
         try:

@@ -1,8 +1,8 @@
 """Telling the workers that an alias moved, so they need not wait for their next poll.
 
 A Celery broadcast of the workers' `reload_model` control command with `registered=NAME`
-(workers/control.py; named here, not imported: mlops does not import workers). Workers
-following an alias of NAME look it up at once; the others answer that they do not. A
+(foundation/control.py). Workers following an alias of NAME look it up at once; the others
+answer that they do not. A
 broadcast can be missed (a worker restarting, the broker away): the workers' poll of the
 registry every FRAMEWIRE_MODEL_POLL_S is what makes the move certain, this makes it fast.
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from foundation.celery import celery_app
+from foundation.control import RELOAD_COMMAND
 from foundation.settings import Settings
-
-RELOAD_COMMAND = "reload_model"  # workers/control.py
 
 
 def notify_workers(settings: Settings, name: str, timeout_s: float = 1.0) -> str:

@@ -101,6 +101,11 @@ class Delivery:
         self.pending = list(range(count))
         self.futures = [_try(send, i) for i in self.pending]
 
+    def answered(self) -> bool:
+        """Whether every record has its answer (an ack or an error): wait() would not block
+        but to send the retriable ones again."""
+        return all(isinstance(f, BaseException) or f.is_done for f in self.futures)
+
     def wait(self, abort: threading.Event) -> dict[int, PermanentWriteError]:
         """Block until every record is acknowledged or failed for good; the permanent
         failures by index. Raises GaveUp when abort is set while retrying."""

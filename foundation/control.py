@@ -1,5 +1,10 @@
 """`reload_model`: a broadcast control command that swaps a worker's model between batches.
 
+Registered for every framewire Celery worker (foundation/celery.py imports this module): a
+streaming worker acts on it through the pipeline it hangs on its app; any other (the
+`framewire retrain worker`) answers that it runs no stream pipeline, instead of logging a
+traceback for a command it does not know at every promotion.
+
     celery -A workers.celery_app control reload_model /path/to/model
     celery -A workers.celery_app control reload_model models:/shapes@production
     app.control.broadcast("reload_model", arguments={"registered": "shapes"})
@@ -16,6 +21,8 @@ from typing import Any
 
 from celery import Celery
 from celery.worker.control import control_command
+
+RELOAD_COMMAND = "reload_model"
 
 
 @control_command(
@@ -42,5 +49,5 @@ def broadcast_reload(
 ) -> list[dict[str, Any]]:
     """Ask workers (all, or destination) to reload; returns their replies."""
     return app.control.broadcast(
-        "reload_model", arguments={"model": model or ""}, destination=destination, reply=True
+        RELOAD_COMMAND, arguments={"model": model or ""}, destination=destination, reply=True
     )

@@ -184,7 +184,7 @@ def test_a_result_the_results_topic_refuses_for_good_dead_letters_only_its_frame
     finally:
         assert worker.stop() == 0
     assert letter.stage == "sink"
-    assert "results: MessageSizeTooLargeError" in letter.reason
+    assert "results: MSG_SIZE_TOO_LARGE" in letter.reason
     assert dict(letter.headers)["fw-frame-id"] == refused.frame_id.encode()
     assert "sink write failed, retrying" not in worker.log_text(), "a permanent error is no retry"
 

@@ -154,6 +154,16 @@ def test_labels_reach_the_dataset_from_the_frames_topic_and_from_redis(topics, t
     assert "0 labels read" in summary.output and "unchanged" in summary.output
     assert len(summary.output.splitlines()) <= 24  # one screen
 
+    # A saved position past a partition's end means the topic was made again (a restarted
+    # development stack): that partition is read from its beginning, not skipped.
+    positions = settings.state_dir / "feedback" / "fb.json"
+    saved = json.loads(positions.read_text())
+    saved[settings.feedback_topic] = {p: 10**6 for p in saved[settings.feedback_topic]}
+    positions.write_text(json.dumps(saved))
+    reset = _collect(settings)
+    assert reset["positions_reset"] == len(saved[settings.feedback_topic])
+    assert (reset["labels_read"], reset["superseded"], reset["created"]) == (6, 1, False)
+
 
 def test_the_worker_sink_copies_frames_only_when_asked(settings):
     client = redis.Redis.from_url(settings.redis_url)

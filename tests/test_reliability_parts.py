@@ -8,13 +8,7 @@ import time
 
 import pytest
 import redis
-from kafka.errors import (
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    MessageSizeTooLargeError,
-    NotLeaderForPartitionError,
-    TopicAuthorizationFailedError,
-)
+from confluent_kafka import KafkaError, KafkaException
 
 from foundation.settings import DLQ_VALUE_CEILING, Settings, SettingsError
 from schemas.dlq import MAX_CARRIED_HEADER_BYTES, DeadLetter, dead_letter
@@ -23,9 +17,15 @@ from workers.flow import FetchWait, StallWatch
 from workers.sinks.errors import is_retriable
 
 
+def kafka(code: int) -> KafkaException:
+    """What librdkafka reports for a record: a KafkaError with the broker's or its own code."""
+    return KafkaException(KafkaError(code))
+
+
 @pytest.mark.parametrize(
     "error",
-    [KafkaTimeoutError(), NotLeaderForPartitionError(), KafkaConnectionError(),
+    [kafka(KafkaError._MSG_TIMED_OUT), kafka(KafkaError.NOT_LEADER_FOR_PARTITION),
+     kafka(KafkaError._TRANSPORT), kafka(KafkaError._ALL_BROKERS_DOWN), BufferError(),
      redis.ConnectionError(), redis.TimeoutError(), redis.exceptions.BusyLoadingError(),
      ConnectionResetError()],
 )  # fmt: skip
@@ -35,7 +35,8 @@ def test_what_heals_by_itself_is_retried(error):
 
 @pytest.mark.parametrize(
     "error",
-    [MessageSizeTooLargeError(), TopicAuthorizationFailedError(),
+    [kafka(KafkaError.MSG_SIZE_TOO_LARGE), kafka(KafkaError.TOPIC_AUTHORIZATION_FAILED),
+     kafka(KafkaError.TOPIC_EXCEPTION),
      redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
      redis.DataError("Invalid input of type: 'dict'"), TypeError("not serialisable")],
 )  # fmt: skip

@@ -6,7 +6,7 @@ where every function here is a no-op):
 - `crash-decode`: the decode stage aborts the process (as a native decoder crash would);
 - `hang-inference`: the device thread hangs on a batch holding the frame;
 - `refuse-result`: the frame's result is made larger than the producer accepts, so the
-  real producer refuses it for good (MessageSizeTooLargeError).
+  real producer refuses it for good (MSG_SIZE_TOO_LARGE).
 """
 
 from __future__ import annotations

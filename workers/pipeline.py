@@ -112,7 +112,7 @@ class StreamingPipeline:
         )  # fmt: skip
         self.alarms = Alarms(
             self.poller, settings.inference_deadline_s, self._event,
-            flush=lambda: self.kafka_sink.producer.flush(timeout=5),
+            flush=lambda: self.kafka_sink.flush(5),
         )  # fmt: skip
         deadline = InferenceDeadline(
             settings.inference_deadline_s, self.device_stage.running_since,
@@ -186,6 +186,7 @@ class StreamingPipeline:
         for item in items:
             self.tracker.finish(item.partition_key, item.record.offset, item.generation)
         metrics.IN_FLIGHT.set(self.tracker.in_flight())
+        self.poller.frames_finished()
         alone = [item for item in items if item.finished is not None]
         if alone:
             self.deliveries.finished([(i.partition_key, i.record.offset) for i in alone])

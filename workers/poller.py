@@ -61,6 +61,7 @@ class FramePoller(threading.Thread):
         self.polled = 0
         self.lag: dict[Partition, int] = {}
         self.joined = threading.Event()  # set at the first assignment
+        self._room = threading.Event()  # set when paused and frames finished to half the limit
         self._stop_event = threading.Event()
         self._consumer: KafkaConsumer | None = None
         self._last_commit = 0.0
@@ -71,14 +72,23 @@ class FramePoller(threading.Thread):
         """Stop polling; run() then drains, commits and leaves the group."""
         self._stop_event.set()
 
+    def frames_finished(self) -> None:
+        """Called (on the writer's thread) as frames finish: wakes a paused poll thread once
+        the frames in flight are down to the resume mark."""
+        if self.paused and self.tracker.in_flight() <= self.settings.in_flight_limit // 2:
+            self._room.set()
+
     def run(self) -> None:
         name_os_thread()
         consumer = self._consumer = self._connect()
         try:
             while not self._stop_event.is_set():
                 self._apply_backpressure(consumer)
+                if self.paused:
+                    self._wait_for_room(consumer)
                 room = self.settings.in_flight_limit - self.tracker.in_flight()
-                batches = consumer.poll(timeout_ms=_POLL_TIMEOUT_MS, max_records=max(room, 1))
+                batches = consumer.poll(timeout_ms=0 if self.paused else _POLL_TIMEOUT_MS,
+                                        max_records=max(room, 1))  # fmt: skip
                 received = self._hand_over(batches)
                 self._commit(consumer)
                 self._measure_lag(consumer)
@@ -159,6 +169,17 @@ class FramePoller(threading.Thread):
             if end is not None and end > consumer.position(tp):
                 return True
         return False
+
+    def _wait_for_room(self, consumer: KafkaConsumer) -> None:
+        """While paused, wait here for frames to finish rather than inside poll(): a poll
+        with every partition paused sleeps its whole timeout, and at saturation the frames
+        in flight finished long before it ended (the null model: a batch every 9.5 ms, the
+        flow paced by 50 ms polls). poll(0) after it keeps the group's callbacks running."""
+        self._room.clear()
+        self._apply_backpressure(consumer)  # frames may have finished before the clear
+        if self.paused:
+            self._room.wait(_POLL_TIMEOUT_MS / 1000)
+            self._apply_backpressure(consumer)
 
     def _apply_backpressure(self, consumer: KafkaConsumer) -> None:
         """Pause at the in-flight limit, resume at half of it (hysteresis)."""

@@ -136,6 +136,8 @@ def _print_summary(r: Collected) -> None:
         (r.invalid, "not feedback/1"), (r.before_since, "given before --since"),
         (r.superseded, "replaced by a later label of the same frame"),
         (r.lost_to_retention, "deleted by retention before any collect"),
+        (r.positions_reset, "partition(s) read from the start: the topic is newer than the "
+                            "last collect's position"),
     ) if n]  # fmt: skip
     click.echo(f"{r.labels_read} labels read from {r.topic}"
                + (f" ({', '.join(extras)})" if extras else ""))  # fmt: skip

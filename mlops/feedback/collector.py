@@ -34,7 +34,8 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
-from foundation.kafka import CLIENT_ID, fetch_config
+from foundation.kafka import CLIENT_ID, end_offset, fetch_config
+from foundation.log import get_logger
 from foundation.rediskeys import frame_key, result_key
 from foundation.settings import Settings
 from mlops.data.store import DatasetStore, DatasetVersion, check_name
@@ -43,6 +44,8 @@ from mlops.data.store import DatasetStore, DatasetVersion, check_name
 # so a frame is the same blob whichever importer brought it.
 from mlops.data.topic_import import UnusableFrame, image_file
 from schemas import Feedback, Frame, Result, SchemaError
+
+log = get_logger(__name__)
 
 _POLL_MS = 200
 # The embedded broker's end_offsets may answer the base offset of the last batch, short of
@@ -89,6 +92,7 @@ class Collected:
     before_since: int = 0  # labels given before --since
     superseded: int = 0  # labels replaced by a later label of the same frame in this read
     lost_to_retention: int = 0  # labels the topic dropped before any collect read them
+    positions_reset: int = 0  # partitions whose saved position was past their end
     joined_kafka: int = 0
     joined_redis: int = 0
     not_joined: list[NotJoined] = field(default_factory=list)
@@ -108,6 +112,7 @@ class Collected:
             "dataset": self.dataset, "topic": self.topic, "labels_read": self.labels_read,
             "invalid": self.invalid, "before_since": self.before_since,
             "superseded": self.superseded, "lost_to_retention": self.lost_to_retention,
+            "positions_reset": self.positions_reset,
             "joined_kafka": self.joined_kafka, "joined_redis": self.joined_redis,
             "not_joined": [{"frame_id": m.frame_id, "label": m.label, "kind": m.kind,
                             "detail": m.detail} for m in self.not_joined],
@@ -165,10 +170,11 @@ def _read_labels(
         if not ids:
             raise FeedbackError(f"topic {topic} does not exist (framewire topics create)")
         partitions = [TopicPartition(topic, p) for p in sorted(ids)]
+        start = _drop_past_the_end(consumer, partitions, start or {}, report)
         consumer.assign(partitions)
         first = consumer.beginning_offsets(partitions)
         for tp in partitions:
-            saved = (start or {}).get(tp.partition)
+            saved = start.get(tp.partition)
             if saved is None or saved < first[tp]:
                 if saved is not None:  # retention deleted labels no collect had read
                     report.lost_to_retention += first[tp] - saved
@@ -194,6 +200,24 @@ def _read_labels(
     finally:
         consumer.close()
     return list(latest.values()), end
+
+
+def _drop_past_the_end(consumer: KafkaConsumer, partitions: list[TopicPartition],
+                       saved: dict[int, int], report: Collected) -> dict[int, int]:  # fmt: skip
+    """The saved positions, less those past their partition's end: the topic was deleted
+    and made again (a restarted development stack, say) and holds new labels from offset 0,
+    which a saved position from the old topic would skip. Those partitions are read from
+    their beginning."""
+    kept = dict(saved)
+    for tp in partitions:
+        if tp.partition in kept:
+            consumer.assign([tp])  # end_offset reads with tp alone assigned
+            if kept[tp.partition] > end_offset(consumer, tp):
+                log.warning("feedback position past the topic's end: the topic is new; "
+                            "reading it from its beginning", topic=tp.topic,
+                            partition=tp.partition, saved=kept.pop(tp.partition))  # fmt: skip
+                report.positions_reset += 1
+    return kept
 
 
 def _read_to_end(

@@ -10,25 +10,26 @@ twice on the topic (the frame id tells a consumer which).
 
 from __future__ import annotations
 
-from typing import Any
+import threading
 
 import redis
 
 from foundation.rediskeys import backfill_result_key
 from foundation.settings import Settings
 from schemas import Result
-from workers.sinks import RedisResult, RedisSink
+from workers.sinks import KafkaSink, RedisResult, RedisSink
 
 JOB_HEADER = "fw-backfill-job"
-_ACK_TIMEOUT_S = 30.0
 
 
 class BackfillOutput:
     def __init__(
-        self, settings: Settings, producer: Any, client: redis.Redis, job: str, overwrite: bool
-    ) -> None:
+        self, settings: Settings, sink: KafkaSink, client: redis.Redis, job: str, overwrite: bool,
+        abort: threading.Event,
+    ) -> None:  # fmt: skip
         self.settings = settings
-        self.producer = producer  # kafka-python's KafkaProducer is thread-safe: the worker's
+        self.sink = sink  # the worker's producer, shared with the writer (it is thread-safe)
+        self.abort = abort  # set on a hard stop: give up retrying (GaveUp)
         self.client = client
         self.job = job
         self.live = (
@@ -41,11 +42,11 @@ class BackfillOutput:
         """Every result on the topic (acknowledged) and in Redis, or an exception."""
         encoded = [r.to_json() for r in results]
         headers = [(JOB_HEADER, self.job.encode())]
-        futures = [
-            self.producer.send(self.settings.backfill_results_topic, key=r.stream_id.encode(),
-                               value=data, headers=headers)
-            for r, data in zip(results, encoded, strict=True)
-        ]  # fmt: skip
+        delivery = self.sink.send_results(
+            [(r.stream_id.encode(), data, r.frame_id) for r, data in zip(results, encoded,
+                                                                         strict=True)],
+            topic=self.settings.backfill_results_topic, headers=headers,
+        )  # fmt: skip
         pipe = self.client.pipeline(transaction=False)
         for r, data in zip(results, encoded, strict=True):
             pipe.set(backfill_result_key(self.job, r.frame_id), data,
@@ -54,5 +55,6 @@ class BackfillOutput:
         if self.live is not None:
             self.live.write([RedisResult(r.frame_id, r.stream_id, r.seq, data, None)
                              for r, data in zip(results, encoded, strict=True)])  # fmt: skip
-        for future in futures:
-            future.get(timeout=_ACK_TIMEOUT_S)
+        failed = delivery.wait(self.abort)  # retriable failures are sent again
+        if failed:
+            raise next(iter(failed.values()))

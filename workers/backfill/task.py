@@ -82,8 +82,9 @@ class BackfillRun:
         try:
             if spec.model:
                 self.engine = self.pipeline.build_engine_for(spec.model)
-            output = BackfillOutput(self.settings, self.pipeline.kafka_sink.producer,
-                                    self.pipeline.redis, spec.job, spec.overwrite)  # fmt: skip
+            pipeline = self.pipeline
+            output = BackfillOutput(self.settings, pipeline.kafka_sink, pipeline.redis, spec.job,
+                                    spec.overwrite, pipeline.writer.abort)  # fmt: skip
             started, scored_before = time.monotonic(), state.scored
             for chunk in read(spec, self.settings, state.position, self.settings.backfill_batch):
                 if self.store.cancelled(spec.job):

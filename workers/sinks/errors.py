@@ -12,7 +12,7 @@ error callbacks draw the same line.
 from __future__ import annotations
 
 import redis
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 # Redis errors that a restart, a failover or freed memory cures. A misconfigured password
 # is here too: every frame would fail alike, so stopping the flow (and saying so in the
@@ -39,12 +39,24 @@ class PermanentWriteError(RuntimeError):
         self.cause = cause
 
 
+# A broker away, slow or moving leaders: the world may heal. librdkafka also marks the
+# errors it reports as retriable; the codes say it for the ones it marks by context only.
+_RETRIABLE_CODES = {
+    KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN, KafkaError._QUEUE_FULL, KafkaError.NETWORK_EXCEPTION,
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.UNKNOWN_TOPIC_OR_PART,
+}  # fmt: skip
+
+
 def is_retriable(exc: BaseException) -> bool:
-    if isinstance(exc, KafkaError):
-        # kafka-python marks each error class: MessageSizeTooLargeError,
-        # InvalidTopicError and TopicAuthorizationFailedError are not retriable;
-        # NotLeaderForPartitionError, KafkaTimeoutError and connection errors are.
-        return bool(getattr(exc, "retriable", False))
+    if isinstance(exc, KafkaException):
+        # MSG_SIZE_TOO_LARGE, TOPIC_AUTHORIZATION_FAILED, an invalid topic: never.
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        return error is not None and (error.retriable() or error.code() in _RETRIABLE_CODES)
+    if isinstance(exc, BufferError):
+        return True  # librdkafka's local queue is full: the broker is slow or away
     if isinstance(exc, _RETRIABLE_REDIS):
         return True
     if isinstance(exc, redis.RedisError):
@@ -54,6 +66,9 @@ def is_retriable(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """One line: the error's class and message, clipped."""
+    """One line: the error's class (librdkafka's error name) and message, clipped."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        error = exc.args[0]
+        return f"{error.name()}: {error.str()}"[:300]
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__

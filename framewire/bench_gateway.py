@@ -134,6 +134,7 @@ def _drive(
     lock = threading.Lock()
     latencies: list[float] = []
     batches: list[int] = []
+    parts: list[dict[str, float]] = []  # framewire's result/1 latency parts, per request
     errors = [0]
     deadline = time.monotonic() + MAX_LEVEL_S
 
@@ -153,7 +154,10 @@ def _drive(
             with lock:
                 if status == 200:
                     latencies.append(elapsed)
-                    batches.append(int(json.loads(payload).get("batch_size", 1)))
+                    answer = json.loads(payload)
+                    batches.append(int(answer.get("batch_size", 1)))
+                    if isinstance(answer.get("latency_ms"), dict):
+                        parts.append({**answer["latency_ms"], "request": elapsed})
                 else:
                     errors[0] += 1
         conn.close()
@@ -169,7 +173,29 @@ def _drive(
         "p99_ms": _percentile(latencies, 99),
         "errors": errors[0],
         "mean_batch": round(statistics.fmean(batches), 2) if batches else 0.0,
+        **_where_the_time_goes(parts),
     }
+
+
+def _where_the_time_goes(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Medians (ms) of a framewire request's parts: `queue` (the gateway's capture time to
+    decode start: publishing, the broker, the poll thread), the worker's decode, batch wait
+    and inference, `write` (inference done to result written), and `outside` (the HTTP
+    request less the result's capture-to-completion: parsing before capture, the reply's
+    way back through Redis and HTTP)."""
+    if not parts:
+        return {}
+    worker = ("queue", "decode", "batch_wait", "inference")
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 2)
+
+    out = {f"{name}_ms": median([p[name] for p in parts]) for name in worker}
+    # total is whole milliseconds (two ms timestamps), the parts are not: under 1 ms of
+    # writing can come out a little below zero.
+    out["write_ms"] = max(0.0, median([p["total"] - sum(p[n] for n in worker) for p in parts]))
+    out["outside_ms"] = median([p["request"] - p["total"] for p in parts])
+    return out
 
 
 def _connect(port: int) -> http.client.HTTPConnection:

@@ -89,7 +89,8 @@ def bench(settings: Settings, device: str | None, model: str, input_size: int, f
         return
     device = device or "auto"
     if gateway:
-        _gateway(settings, _concurrencies(concurrency), frames, device, as_json)
+        _gateway(settings, _concurrencies(concurrency), frames, device, as_json, model,
+                 input_size)  # fmt: skip
         return
     from framewire.bench import (
         BenchOptionError,
@@ -189,10 +190,18 @@ def _concurrencies(text: str) -> list[int]:
 
 
 def _gateway(settings: Settings, levels: list[int], requests: int, device: str,
-             as_json: bool) -> None:  # fmt: skip
+             as_json: bool, model: str, input_size: int) -> None:  # fmt: skip
+    """Both systems serve --model: the demo's, or an architecture with random weights at
+    --input-size (a heavier model, where the worker's batching has something to win)."""
+    import tempfile
+
+    from framewire.bench.model import DEMO, model_directory
     from framewire.bench_gateway import run_gateway_bench
 
     with ExitStack() as cleanup:
+        if model != DEMO:
+            tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fw-gw-")))
+            settings = settings.replace(model=str(model_directory(model, input_size, tmp)))
         settings = ensure_services(settings, settings.state_dir / "bench", cleanup, click.echo,
                                    label="bench")  # fmt: skip
         result = run_gateway_bench(settings, levels, requests, device=device)

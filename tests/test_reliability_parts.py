@@ -9,6 +9,7 @@ import time
 import pytest
 import redis
 from confluent_kafka import KafkaError, KafkaException
+from kafka import TopicPartition
 
 from foundation.settings import DLQ_VALUE_CEILING, Settings, SettingsError
 from schemas.dlq import MAX_CARRIED_HEADER_BYTES, DeadLetter, dead_letter
@@ -206,3 +207,27 @@ def test_a_stall_is_said_once_and_its_recovery_too():
     poller.stall.note_poll(10, lag=30, paused=False)
     alarms.check_stall()
     assert len(said) == 1 and not poller.stall.stalled
+
+
+def test_a_revoked_partition_takes_its_lag_series_with_it():
+    """Another worker reports a revoked partition's lag; a series left here would show the
+    last value measured for ever (and count twice on the dashboard's sum)."""
+    from prometheus_client import REGISTRY
+
+    from workers.metrics import CONSUMER_LAG
+    from workers.offsets import OffsetTracker
+    from workers.poller import FramePoller, _Rebalance
+
+    def series() -> set[tuple[str, str]]:
+        return {(s.labels["topic"], s.labels["partition"]) for m in REGISTRY.collect()
+                if m.name == "framewire_consumer_lag" for s in m.samples}  # fmt: skip
+
+    poller = FramePoller(Settings.load(environ={}), OffsetTracker(), lambda item: None,
+                         lambda kind, partitions: None, "t", deliveries=None)  # fmt: skip
+    listener = _Rebalance(poller)
+    listener.on_partitions_assigned([TopicPartition("t.frames", 0), TopicPartition("t.frames", 1)])
+    for partition in (0, 1):
+        CONSUMER_LAG.labels("t.frames", str(partition)).set(7)
+    listener.on_partitions_revoked([TopicPartition("t.frames", 1)])
+    assert {("t.frames", "0")} <= series() and ("t.frames", "1") not in series()
+    listener.on_partitions_revoked([TopicPartition("t.frames", 1)])  # twice: no error

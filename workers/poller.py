@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -264,6 +265,10 @@ class _Rebalance(ConsumerRebalanceListener):
         poller.assigned = [p for p in poller.assigned if p not in partitions]
         for p in partitions:
             poller.lag.pop(p, None)
+            # Its lag is another worker's to report now; a series left behind would show
+            # the last value measured here for ever (and add up twice on the dashboard).
+            with suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(p[0], str(p[1]))
         poller.on_rebalance("revoked", partitions)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

@@ -35,24 +35,22 @@ class Accuracy:
 
 
 class LiveAccuracy:
+    """Counts kept as frames come and go, so that every label (one per labelled observed
+    frame: thousands a window) costs the same whatever the number of streams."""
+
     def __init__(self, window: int = DEFAULT_WINDOW) -> None:
         self.window = window
         self._entries: dict[tuple[str, str], OrderedDict[str, bool]] = {}
+        self._counts: dict[tuple[str, str | None], list[int]] = {}  # key -> [correct, labelled]
 
     def add(self, model: str, stream_id: str, frame_id: str, predicted: str, label: str) -> None:
-        entries = self._entries.setdefault((model, stream_id), OrderedDict())
-        entries.pop(frame_id, None)
-        entries[frame_id] = predicted == label
-        if len(entries) > self.window:
-            entries.popitem(last=False)
+        self._put(model, stream_id, frame_id, predicted == label)
 
     def of_stream(self, model: str, stream_id: str) -> Accuracy:
-        entries = self._entries.get((model, stream_id), {})
-        return Accuracy(model, stream_id, sum(entries.values()), len(entries))
+        return Accuracy(model, stream_id, *self._counts.get((model, stream_id), (0, 0)))
 
     def of_version(self, model: str) -> Accuracy:
-        rows = [self.of_stream(m, s) for m, s in self._entries if m == model]
-        return Accuracy(model, None, sum(r.correct for r in rows), sum(r.labelled for r in rows))
+        return Accuracy(model, None, *self._counts.get((model, None), (0, 0)))
 
     def per_stream(self) -> list[Accuracy]:
         return [self.of_stream(model, stream) for model, stream in sorted(self._entries)]
@@ -66,5 +64,22 @@ class LiveAccuracy:
                 for (model, stream), entries in self._entries.items()]  # fmt: skip
 
     def restore(self, state: list[list[Any]]) -> None:
-        self._entries = {(model, stream): OrderedDict((f, bool(ok)) for f, ok in entries)
-                         for model, stream, entries in state}  # fmt: skip
+        self._entries, self._counts = {}, {}
+        for model, stream, entries in state:
+            for frame_id, correct in entries:
+                self._put(model, stream, frame_id, bool(correct))
+
+    def _put(self, model: str, stream_id: str, frame_id: str, correct: bool) -> None:
+        entries = self._entries.setdefault((model, stream_id), OrderedDict())
+        if frame_id in entries:  # labelled again: the new label replaces the old
+            self._count(model, stream_id, entries.pop(frame_id), -1)
+        entries[frame_id] = correct
+        self._count(model, stream_id, correct, +1)
+        if len(entries) > self.window:
+            self._count(model, stream_id, entries.popitem(last=False)[1], -1)
+
+    def _count(self, model: str, stream_id: str, correct: bool, step: int) -> None:
+        for key in ((model, stream_id), (model, None)):
+            counts = self._counts.setdefault(key, [0, 0])
+            counts[0] += step * correct
+            counts[1] += step

@@ -231,7 +231,7 @@ class Settings:
         "ks_alpha, ks_distance, embedding, confirm, retrain_after, bad_share, stream_frames "
         "(mlops/monitor/checks.py)"
     )
-    # Celery beat's schedule (foundation/celery.py), served by `framewire retrain worker`.
+    # Celery beat's schedule (mlops/tasks.py), served by `framewire retrain worker`.
     monitor_every_s: int = setting(
         0, _non_negative_int, "run the drift monitor every this many seconds, each run going "
         "on from the last (celery beat); 0: never. Instead of a `monitor --follow` service, "

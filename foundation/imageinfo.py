@@ -8,6 +8,7 @@ truncated files that libjpeg would otherwise decode into a half-grey picture.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 # JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -44,7 +45,27 @@ def check_complete(data: bytes, encoding: str) -> None:
         raise ImageInfoError("truncated webp: shorter than its RIFF size")
 
 
+def jpeg_has_exif(data: bytes) -> bool:
+    """True when a JPEG carries EXIF (an APP1 "Exif" segment before its frame header).
+
+    Its orientation tag may turn the picture, which OpenCV applies and nvJPEG does not: a
+    worker decoding on the GPU decodes such a frame on the CPU (workers/device_decode.py).
+    """
+    return any(
+        marker == 0xE1 and data[pos + 4 : pos + 8] == b"Exif" for marker, pos in _jpeg_headers(data)
+    )
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
+    for marker, pos in _jpeg_headers(data):
+        if marker in _SOF_MARKERS:
+            height, width = struct.unpack_from(">HH", data, pos + 5)
+            return width, height
+    raise ImageInfoError("corrupt jpeg: no frame header")
+
+
+def _jpeg_headers(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, position) of each segment from the start of the image up to its frame header."""
     if data[:2] != b"\xff\xd8":
         raise ImageInfoError("not a jpeg: no start-of-image marker")
     pos = 2
@@ -55,12 +76,10 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        length = struct.unpack_from(">H", data, pos + 2)[0]
+        yield marker, pos
         if marker in _SOF_MARKERS:
-            height, width = struct.unpack_from(">HH", data, pos + 5)
-            return width, height
-        pos += 2 + length
-    raise ImageInfoError("corrupt jpeg: no frame header")
+            return
+        pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -165,6 +165,12 @@ class Settings:
     decode_threads: int = setting(
         min(8, os.cpu_count() or 1), _positive_int, "threads decoding and resizing frames"
     )
+    decode_on: str = setting(
+        "auto", _one_of("auto", "cpu", "device"), "where JPEG frames are decoded and resized: "
+        "device (a batch at a time with nvJPEG, torchvision.io.decode_jpeg, on the model's GPU), "
+        "cpu (the decode threads) or auto (device when the model runs on CUDA and nvJPEG is "
+        "available, else cpu); device where it is not available warns and decodes on the CPU"
+    )
     cpu_threads: int = setting(
         0, _int, "the model's intra-op threads on a CPU device; 0: cores left by the decode "
         "threads (at least 1)"

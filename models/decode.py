@@ -5,7 +5,9 @@ training, reference statistics: mlops/) decode the same way, so a model is train
 validated and monitored on the pixels it is served: a JPEG is decoded at 1/2, 1/4 or 1/8
 scale (libjpeg's reduced decode, most of the inverse DCT skipped) when the model's input
 is that much smaller. That is not the same picture as a full decode resized: its
-sharpness differs measurably, which a drift monitor would report as drift.
+sharpness differs measurably, which a drift monitor would report as drift. A worker that
+decodes on the GPU (workers/device_decode.py) comes within ~0.3-0.5 grey levels of these
+pixels on average, not exactly to them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import numpy as np
 from foundation.imageinfo import ImageInfoError, image_size
 from models.spec import InputSpec
 
-_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                 (2, cv2.IMREAD_REDUCED_COLOR_2))  # fmt: skip
+_REDUCED_JPEG = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 2: cv2.IMREAD_REDUCED_COLOR_2, 1: cv2.IMREAD_COLOR}  # fmt: skip
 
 # A scaled decode may come out up to this factor smaller than the model's input in a
 # dimension, for `prepare` to enlarge: 640x480 at 1/8 is 80x60 for a 64x64 input. Measured
@@ -47,14 +49,21 @@ def decode_for(data: bytes, spec: InputSpec | None = None) -> np.ndarray | None:
 def reduced_jpeg_flag(width: int, height: int, spec: InputSpec) -> int:
     """The imdecode flag of the most reduced JPEG decode that `prepare` shrinks, or
     enlarges by no more than _MAX_UPSCALE."""
+    return _REDUCED_JPEG[reduced_jpeg_factor(width, height, spec)]
+
+
+def reduced_jpeg_factor(width: int, height: int, spec: InputSpec) -> int:
+    """8, 4, 2 or 1: the scale divisor of that decode. A decode on the GPU (full size)
+    averages by the same factor first, to see the pixels the CPU path sees
+    (workers/device_decode.py)."""
     if spec.resize == "letterbox":
         scale = min(spec.width / width, spec.height / height)
         target_w, target_h = round(width * scale), round(height * scale)
     else:
         target_w, target_h = spec.width, spec.height
-    for factor, flag in _REDUCED_JPEG:
+    for factor in (8, 4, 2):
         # libjpeg rounds a scaled size up.
         scaled_w, scaled_h = -(-width // factor), -(-height // factor)
         if scaled_w * _MAX_UPSCALE >= target_w and scaled_h * _MAX_UPSCALE >= target_h:
-            return flag
-    return cv2.IMREAD_COLOR
+            return factor
+    return 1

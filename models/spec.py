@@ -191,14 +191,20 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    h, w = image.shape[:2]
+def letterbox_placement(w: int, h: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, new_w, new_h): where a w x h image goes, resized, in a width x height
+    letterbox (shared with the GPU's preparation, workers/device_decode.py)."""
     scale = min(width / w, height / h)
     new_w = min(width, max(1, round(w * scale)))
     new_h = min(height, max(1, round(h * scale)))
+    return (width - new_w) // 2, (height - new_h) // 2, new_w, new_h
+
+
+def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    left, top, new_w, new_h = letterbox_placement(w, h, width, height)
     resized = _resize(image, new_w, new_h)
     out = np.full((height, width, 3), LETTERBOX_FILL, np.uint8)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
     out[top : top + new_h, left : left + new_w] = resized
     return out
 

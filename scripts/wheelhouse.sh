@@ -8,6 +8,10 @@
 # Then on the machine: scripts/bench-offline.sh DIR OUTDIR (see docs/PERFORMANCE.md).
 #   scripts/wheelhouse.sh --mlops [DIR] [PYTHON_VERSION]   # the MLflow client instead (22 MB),
 #                                                        # for scripts/gpu-check.sh
+#
+# TORCHVISION=X.Y.Z adds that torchvision wheel, without its dependencies, for JPEG decode on
+# the GPU (FRAMEWIRE_DECODE_ON): the release built for the machine's torch, or it will not
+# import and the worker decodes on the CPU.
 set -euo pipefail
 packages=("kafka-python>=2.3,<3" "crc32c>=2.3" "confluent-kafka>=2.16,<3"
     "celery[redis]>=5.4,<6" "redis>=5"
@@ -26,4 +30,10 @@ python3 -m pip download -q --only-binary=:all: --dest "$dir" \
     --python-version "$python_version" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 "${packages[@]}"
+if [ -n "${TORCHVISION:-}" ]; then
+    python3 -m pip download -q --only-binary=:all: --no-deps --dest "$dir" \
+        --python-version "$python_version" --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 "torchvision==$TORCHVISION"
+fi
 du -sh "$dir"

@@ -2,17 +2,19 @@
 
 Runs in a thread pool: OpenCV releases the GIL while decoding and resizing, so N threads
 decode N frames at once. A record that breaks the contract or the limits is marked failed
-with the reason (it goes to the dead-letter topic); nothing here raises.
+with the reason (it goes to the dead-letter topic); nothing here raises. When JPEGs are
+decoded on the GPU (workers/device_decode.py), a JPEG is only checked here.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 
-from foundation.imageinfo import ImageInfoError, check_complete, image_size
+from foundation.imageinfo import ImageInfoError, check_complete, image_size, jpeg_has_exif
 from models.decode import reduced_jpeg_flag
 from models.spec import InputSpec, prepare
 from schemas import Frame, SchemaError
@@ -22,7 +24,7 @@ from workers.work import WorkItem
 # Decoded straight to BGR, the order OpenCV and `prepare` work in.
 _RAW_CHANNELS = {"raw-bgr8": None, "raw-rgb8": cv2.COLOR_RGB2BGR}
 
-
+_Step = Callable[[WorkItem, InputSpec], WorkItem]
 
 
 class DecodeError(ValueError):
@@ -49,20 +51,49 @@ class FrameDecoder:
 
     def decode(self, item: WorkItem, spec: InputSpec) -> WorkItem:
         """Fill item.frame and item.image, or mark the item failed with the reason."""
-        item.decode_started = time.time()
-        if not self.parse(item).ok:
-            item.decoded_at = time.time()
-            return item
+        return self._decode(item, spec, self.decode_image)
+
+    def decode_or_defer(self, item: WorkItem, spec: InputSpec) -> WorkItem:
+        """As decode, but a JPEG is only checked (header, pixel limit, completeness) and
+        left without an image, for the device thread to decode on the GPU with the rest of
+        its batch (workers/device_decode.py). One with EXIF is decoded here: its orientation
+        tag may turn the picture, which OpenCV applies and nvJPEG does not."""
+        return self._decode(item, spec, self._check_or_decode)
+
+    def decode_image(self, item: WorkItem, spec: InputSpec) -> WorkItem:
+        """Fill item.image from the parsed item.frame, or mark the item failed (`decode`)."""
         assert item.frame is not None
         try:
-            faults.crash_in_decode(item.frame.frame_id)
             item.image = prepare(self.to_bgr(item.frame, spec), spec)
             item.input_spec = spec
-        except (DecodeError, ImageInfoError, cv2.error) as exc:
-            item.fail("decode", str(exc).strip().splitlines()[0][:200])
         except Exception as exc:  # whatever a hostile image triggers, the worker goes on
-            item.fail("decode", f"{type(exc).__name__}: {exc}"[:200])
+            item.fail("decode", _failure(exc))
+        return item
+
+    def _decode(self, item: WorkItem, spec: InputSpec, step: _Step) -> WorkItem:
+        item.decode_started = time.time()
+        if self.parse(item).ok:
+            assert item.frame is not None
+            faults.crash_in_decode(item.frame.frame_id)
+            step(item, spec)
         item.decoded_at = time.time()
+        return item
+
+    def _check_or_decode(self, item: WorkItem, spec: InputSpec) -> WorkItem:
+        frame = item.frame
+        assert frame is not None
+        if frame.encoding != "jpeg":
+            return self.decode_image(item, spec)
+        try:  # what to_bgr checks before decoding, in the same order
+            self._check_pixels(*image_size(frame.data, "jpeg"))
+            check_complete(frame.data, "jpeg")
+            exif = jpeg_has_exif(frame.data)
+        except Exception as exc:  # whatever a hostile header triggers, the worker goes on
+            item.fail("decode", _failure(exc))
+            return item
+        if exif:
+            return self.decode_image(item, spec)
+        item.input_spec = spec  # and no image: device_decode.awaits_device(item)
         return item
 
     def to_bgr(self, frame: Frame, spec: InputSpec | None = None) -> np.ndarray:
@@ -95,3 +126,10 @@ class FrameDecoder:
             )
         if width == 0 or height == 0:
             raise DecodeError(f"image of {width}x{height} pixels is empty")
+
+
+def _failure(exc: Exception) -> str:
+    """Why a frame failed to decode: an expected error's first line, else its type too."""
+    if isinstance(exc, (DecodeError, ImageInfoError, cv2.error)):
+        return str(exc).strip().splitlines()[0][:200]
+    return f"{type(exc).__name__}: {exc}"[:200]

@@ -7,7 +7,8 @@ fork. A later model is prepared by the model watcher (workers/model_watch.py: fe
 loaded and warmed up on its own thread while this one keeps serving) and handed over with
 `install`; this thread swaps it in between two batches, so a reload never stalls serving.
 Backfill batches come through the backfill lane (workers/backfill/lane.py) and run here
-too, between live batches and behind them.
+too, between live batches and behind them. With JPEG decode on the GPU, a batch's JPEGs
+are decoded and prepared there just before it is launched (workers/device_decode.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import torch
 
 from foundation.log import get_logger
 from workers import faults
 from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
+from workers.device_decode import DeviceJpegDecoder
 from workers.engine import InferenceEngine, PendingBatch
 from workers.threads import name_os_thread
 from workers.work import WorkItem
@@ -71,7 +74,7 @@ class _Launched:
     pending: PendingBatch
     engine: InferenceEngine
     launched_at: float
-    images: np.ndarray | None = None  # kept for an observed batch
+    images: np.ndarray | torch.Tensor | None = None  # kept for an observed batch
 
 
 class DeviceStage(threading.Thread):
@@ -96,6 +99,8 @@ class DeviceStage(threading.Thread):
         self.backfill = backfill or BackfillLane(share=0.0)
         self.observe_every = observe_every
         self._batches = 0  # launched, for the observation sampling
+        # Set before the first batch when JPEGs are decoded on the GPU (workers/pipeline.py).
+        self.device_decode: DeviceJpegDecoder | None = None
         self.engine: InferenceEngine | None = None
         self.ready = threading.Event()  # set once the first model is loaded (or failed)
         self.load_error: BaseException | None = None
@@ -177,21 +182,48 @@ class DeviceStage(threading.Thread):
         return self._submit(good, engine)
 
     def _submit(self, items: list[WorkItem], engine: InferenceEngine) -> _Launched | None:
-        launched_at = time.time()  # before submit: on the CPU, submit is the compute
+        # Before decode and submit: on the CPU submit is the compute, and a GPU decode is
+        # the device's work as much as the model's.
+        launched_at = time.time()
+        items, on_device = self._decode_on_device(items, engine)
+        if not items:
+            return None
         launched = _Launched(items, None, engine, launched_at)  # type: ignore[arg-type]
         self._running.append(launched)
         try:
             faults.hang_in_inference([item.frame.frame_id for item in items if item.frame])
-            images = np.stack([item.image for item in items])
             self._batches += 1
             observe = self.observe_every > 0 and self._batches % self.observe_every == 0
-            launched.pending = engine.submit(images, observe=observe)
+            images: np.ndarray | torch.Tensor
+            if on_device is None:
+                images = np.stack([item.image for item in items])
+                launched.pending = engine.submit(images, observe=observe)
+            else:
+                images = on_device
+                launched.pending = engine.submit_resident(on_device, observe=observe)
             launched.images = images if observe else None
             return launched
         except Exception as exc:  # a model failure must not stop the worker
             self._running.remove(launched)
             self._fail(items, exc)
             return None
+
+    def _decode_on_device(
+        self, items: list[WorkItem], engine: InferenceEngine
+    ) -> tuple[list[WorkItem], torch.Tensor | None]:
+        """The items still ok and, when some JPEGs waited for the GPU, the batch prepared
+        there (None: stack item.image); the items that failed to decode are rejected."""
+        if self.device_decode is None:
+            return items, None
+        try:
+            on_device = self.device_decode.prepare(items, engine.card.input)
+        except Exception as exc:  # a device failure must not stop the worker
+            self._fail(items, exc)
+            return [], None
+        failed = [item for item in items if not item.ok]
+        if failed:
+            self.finished.put(Rejected(failed))
+        return [item for item in items if item.ok], on_device
 
     def _run_alone(self, item: WorkItem, engine: InferenceEngine) -> None:
         """A redelivered frame: its start recorded (it may turn out to be poison), then
@@ -223,7 +255,10 @@ class DeviceStage(threading.Thread):
             item.image = None  # release the pixels before the sink stage queues them
         observed = None
         if launched.images is not None:
-            observed = Observed(launched.images, launched.pending.embeddings(),
+            images = launched.images
+            if isinstance(images, torch.Tensor):  # prepared on the GPU; done by now
+                images = images.cpu().numpy()
+            observed = Observed(images, launched.pending.embeddings(),
                                 card.input.channel_order)  # fmt: skip
         self.finished.put(
             FinishedBatch(

@@ -1,16 +1,18 @@
 """The inference engine: a uint8 image batch in, result/1 predictions out, on CPU or CUDA.
 
 The decode threads hand over N x H x W x 3 uint8 images already sized and ordered for the
-model (`prepare`). Everything after that happens here, and on the device where there is
-one: uint8 crosses the bus (4x fewer bytes than float), then permute, float conversion and
-normalisation run on the GPU. On CUDA `submit` only enqueues work on the engine's stream
-and returns, so the caller can gather the next batch while this one computes; the CPU path
-is synchronous behind the same interface.
+model (`prepare`); with JPEG decode on the GPU, the device thread hands over such a batch
+already there (`submit_resident`, workers/device_decode.py). Everything after that happens
+here, and on the device where there is one: uint8 crosses the bus (4x fewer bytes than
+float), then permute, float conversion and normalisation run on the GPU. On CUDA `submit`
+only enqueues work on the engine's stream and returns, so the caller can gather the next
+batch while this one computes; the CPU path is synchronous behind the same interface.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,20 +151,32 @@ class InferenceEngine:
         n = self._check(images)
         if n == 0:
             return PendingBatch(self.model, None)
-        self._observing = observe and self._embedding_hook is not None
-        try:
-            with torch.inference_mode():
-                if not self.is_cuda:
-                    # from_numpy shares memory; a read-only array (np.frombuffer) is copied.
-                    array = np.ascontiguousarray(images)
-                    if not array.flags.writeable:
-                        array = array.copy()
-                    logits = self._forward(torch.from_numpy(array))
-                    return PendingBatch(self.model, logits.float(),
-                                        embeddings=self._take_embeddings())  # fmt: skip
-                return self._submit_cuda(images, n)
-        finally:
-            self._observing = False
+        with self._observed(observe), torch.inference_mode():
+            if not self.is_cuda:
+                # from_numpy shares memory; a read-only array (np.frombuffer) is copied.
+                array = np.ascontiguousarray(images)
+                if not array.flags.writeable:
+                    array = array.copy()
+                return self._run_cpu(torch.from_numpy(array))
+            return self._submit_cuda(images, n)
+
+    def submit_resident(self, batch: torch.Tensor, observe: bool = False) -> PendingBatch:
+        """Launch a uint8 N x H x W x 3 batch already on this engine's device (decoded there:
+        workers/device_decode.py) as `submit` does, without the upload. Work queued on the
+        caller's current stream (the decode that made the batch) runs first."""
+        n = self._check_resident(batch)
+        if n == 0:
+            return PendingBatch(self.model, None)
+        with self._observed(observe), torch.inference_mode():
+            if not self.is_cuda:
+                return self._run_cpu(batch.contiguous())
+            assert self._stream is not None
+            self._stream.wait_stream(torch.cuda.current_stream(self.device))
+            # Allocated on another stream: its memory must not be reused before this
+            # stream has read it.
+            batch.record_stream(self._stream)
+            with torch.cuda.stream(self._stream):
+                return self._launch_cuda(batch)
 
     def predict(self, images: np.ndarray) -> list[list[dict]]:
         """Predictions for any number of images, max_batch at a time."""
@@ -211,16 +225,34 @@ class InferenceEngine:
             batch = host.to(self.device, non_blocking=True)
             slot.uploaded = torch.cuda.Event()
             slot.uploaded.record(self._stream)
-            logits = self._forward(batch).float()
-            out = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
-            out.copy_(logits, non_blocking=True)
-            embeddings = self._take_embeddings()
-            if embeddings is not None:
-                host = torch.empty(embeddings.shape, dtype=torch.float32, pin_memory=True)
-                embeddings = host.copy_(embeddings.float(), non_blocking=True)
-            done = torch.cuda.Event()
-            done.record(self._stream)
+            return self._launch_cuda(batch)
+
+    def _launch_cuda(self, batch: torch.Tensor) -> PendingBatch:
+        """The batch's forward pass and the copies of its outputs to pinned host memory,
+        queued on the engine's stream (the caller's current stream)."""
+        assert self._stream is not None
+        logits = self._forward(batch).float()
+        out = torch.empty(logits.shape, dtype=torch.float32, pin_memory=True)
+        out.copy_(logits, non_blocking=True)
+        embeddings = self._take_embeddings()
+        if embeddings is not None:
+            host = torch.empty(embeddings.shape, dtype=torch.float32, pin_memory=True)
+            embeddings = host.copy_(embeddings.float(), non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(self._stream)
         return PendingBatch(self.model, out, done, embeddings)
+
+    @contextlib.contextmanager
+    def _observed(self, observe: bool) -> Iterator[None]:
+        self._observing = observe and self._embedding_hook is not None
+        try:
+            yield
+        finally:
+            self._observing = False
+
+    def _run_cpu(self, batch: torch.Tensor) -> PendingBatch:
+        logits = self._forward(batch)
+        return PendingBatch(self.model, logits.float(), embeddings=self._take_embeddings())
 
     def _keep_embeddings(self, embeddings: torch.Tensor) -> None:
         if self._observing:  # the hook runs on every forward; only observed ones are kept
@@ -267,6 +299,21 @@ class InferenceEngine:
         if not any_size and len(images) > self.max_batch:
             raise ValueError(f"batch of {len(images)} exceeds max_batch {self.max_batch}")
         return len(images)
+
+    def _check_resident(self, batch: torch.Tensor) -> int:
+        if not isinstance(batch, torch.Tensor) or batch.dtype != torch.uint8:
+            raise ValueError("expected a uint8 tensor of prepared images")
+        if batch.device != self.device:
+            raise ValueError(f"expected a batch on {self.device}, got one on {batch.device}")
+        h, w, _ = self._shape
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self._shape:
+            raise ValueError(
+                f"expected N x {h} x {w} x 3 images (model {self.card.name} input), "
+                f"got shape {tuple(batch.shape)}"
+            )
+        if len(batch) > self.max_batch:
+            raise ValueError(f"batch of {len(batch)} exceeds max_batch {self.max_batch}")
+        return len(batch)
 
 
 def _embedding_hook(module: torch.nn.Module, sink: Any) -> Any:

@@ -34,6 +34,7 @@ from workers.deadline import InferenceDeadline
 from workers.decode import FrameDecoder
 from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
+from workers.device_decode import DecodePlan, DeviceJpegDecoder, select_decode
 from workers.engine import InferenceEngine
 from workers.model_watch import ModelWatcher, check_candidate, load_candidate
 from workers.offsets import OffsetTracker, Partition
@@ -71,6 +72,9 @@ class StreamingPipeline:
         limit = settings.in_flight_limit
         self.tracker = OffsetTracker()
         self.decoder = FrameDecoder(settings.max_frame_bytes, settings.max_frame_pixels)
+        # What the decode threads do with a frame: decode_or_defer once JPEGs go to the GPU.
+        self._decode = self.decoder.decode
+        self.decode_plan: DecodePlan | None = None  # decided with the first model
         # Decode futures in poll order. Unbounded as a queue, bounded by the in-flight
         # limit: the poll thread must never block on a put (it keeps the group alive).
         self.ready: queue.Queue[Future[WorkItem]] = queue.Queue()
@@ -92,7 +96,7 @@ class StreamingPipeline:
             DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms),
             self._load_first_engine,
             self.finished,
-            prepare_again=lambda item, engine: self.decoder.decode(item, engine.card.input),
+            prepare_again=lambda item, engine: self._decode(item, engine.card.input),
             on_model_loaded=self._model_loaded,
             begin_redelivered=self._begin_redelivered,
             backfill=self.backfill,
@@ -133,7 +137,8 @@ class StreamingPipeline:
         self.model_watcher.start()
         self._event("worker", state="started")
         log.info("pipeline started", worker=self.worker, device=self.device,
-                 topic=self.settings.frames_topic, group=self.settings.group_id)  # fmt: skip
+                 decode_on=self.decode_on, topic=self.settings.frames_topic,
+                 group=self.settings.group_id)  # fmt: skip
 
     def stop(self) -> None:
         """Finish in-flight frames, write and commit them, leave the group, stop."""
@@ -180,7 +185,7 @@ class StreamingPipeline:
         engine = self.device_stage.engine
         assert engine is not None
         spec = engine.card.input
-        self.ready.put(self.decode_pool.submit(self.decoder.decode, item, spec))
+        self.ready.put(self.decode_pool.submit(self._decode, item, spec))
 
     def _done(self, items: list[WorkItem]) -> None:
         for item in items:
@@ -213,7 +218,20 @@ class StreamingPipeline:
         """The configured model, in the device thread (CUDA starts in the thread using it)."""
         candidate = load_candidate(self.settings, self.settings.model or None)
         check_candidate(candidate, None)
-        return self._build_engine(candidate.model)
+        engine = self._build_engine(candidate.model)
+        self._plan_decode(engine)
+        return engine
+
+    def _plan_decode(self, engine: InferenceEngine) -> None:
+        """Decide once, before the first frame is polled, where JPEGs are decoded; here in
+        the device thread, since trying nvJPEG initialises CUDA."""
+        plan = select_decode(self.settings.decode_on, engine.device)
+        if plan.decoder is not None:
+            self.device_stage.device_decode = DeviceJpegDecoder(plan.decoder, self.decoder,
+                                                                engine.device)  # fmt: skip
+            self._decode = self.decoder.decode_or_defer
+        self.decode_plan = plan
+        log.info("JPEG frames decoded on the " + plan.where, reason=plan.reason)
 
     def _build_engine(self, model: LoadedModel) -> InferenceEngine:
         return InferenceEngine(
@@ -267,6 +285,11 @@ class StreamingPipeline:
 
     # Observability ---------------------------------------------------------------------
 
+    @property
+    def decode_on(self) -> str | None:
+        """Where JPEG frames are decoded: "device" or "cpu" (None before the model loads)."""
+        return self.decode_plan.where if self.decode_plan else None
+
     def not_ready_reasons(self) -> list[str]:
         """Why the worker cannot serve now; empty when it can (workers/health.py)."""
         reasons = []
@@ -286,6 +309,7 @@ class StreamingPipeline:
         return {
             "worker": self.worker,
             "device": self.device,
+            "decode_on": self.decode_on,
             "model": f"{engine.card.name}:{engine.card.version}" if engine else None,
             "model_source": self.model_source or None,
             "model_loading": self.model_watcher.loading,

@@ -19,6 +19,7 @@ import torch
 from framewire.bench.frames import FramePool
 from models.spec import InputSpec
 from workers.decode import FrameDecoder
+from workers.device_decode import DeviceJpegDecoder, awaits_device
 from workers.engine import InferenceEngine
 from workers.work import WorkItem
 
@@ -102,6 +103,40 @@ def decode_fps(pool: FramePool, spec: InputSpec, threads: int, max_bytes: int,
             return round_size
 
         return _rate(step, lambda: None, min_frames, min_seconds)
+
+
+def device_decode_fps(gpu: DeviceJpegDecoder, engine: InferenceEngine, pool: FramePool,
+                      batch: int, min_frames: int, min_seconds: float) -> float:  # fmt: skip
+    """JPEG decode plus preparation on the GPU, `batch` frames a call, as the device thread
+    does it (on frames the decode threads have checked)."""
+    spec = engine.card.input
+    items = _left_for_the_device(gpu, pool, spec, batch)
+
+    def step() -> int:
+        gpu.prepare(items, spec)
+        return batch
+
+    return _rate(step, engine.synchronize, min_frames, min_seconds)
+
+
+def device_pixel_difference(gpu: DeviceJpegDecoder, engine: InferenceEngine,
+                            pool: FramePool) -> float:  # fmt: skip
+    """How far the GPU's prepared pixels are from the CPU path's: the mean absolute
+    difference in grey levels over the pool's frames."""
+    spec, size = engine.card.input, min(engine.max_batch, len(pool.payloads))
+    on_device = gpu.prepare(_left_for_the_device(gpu, pool, spec, size), spec)
+    assert on_device is not None
+    on_cpu = decoded_batch(engine, pool, size)
+    return float(np.abs(on_device.cpu().numpy().astype(np.int16) - on_cpu).mean())
+
+
+def _left_for_the_device(gpu: DeviceJpegDecoder, pool: FramePool, spec: InputSpec,
+                         size: int) -> list[WorkItem]:  # fmt: skip
+    items = [gpu.cpu.decode_or_defer(_item(pool, i % len(pool.payloads)), spec)
+             for i in range(size)]  # fmt: skip
+    if not all(awaits_device(item) for item in items):
+        raise RuntimeError("a benchmark frame was not left for the GPU to decode")
+    return items
 
 
 def _item(pool: FramePool, i: int) -> WorkItem:

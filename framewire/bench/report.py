@@ -8,13 +8,13 @@ from typing import Any
 # Fields every `framewire bench --json` object has but --model null's (tests check them).
 REQUIRED_FIELDS = (
     "model_only_fps", "decode_fps", "pipeline_fps", "naive_fps",
-    "ratio_to_ceiling", "speedup_vs_naive", "loads",
+    "ratio_to_ceiling", "speedup_vs_naive", "loads", "decode_on", "decode_on_reason",
 )  # fmt: skip
 LOAD_FIELDS = ("load", "offered_fps", "p50_ms", "p95_ms", "p99_ms", "mean_batch")
 # Fields of `framewire bench --model null --json` (no decode ceiling, no naive baseline).
 NULL_MODEL_FIELDS = (
     "model_only_fps", "pipeline_fps", "framework_fps", "bare_consume_fps",
-    "framework_to_bare_ratio", "loads",
+    "framework_to_bare_ratio", "loads", "decode_on",
 )  # fmt: skip
 
 
@@ -54,6 +54,7 @@ def format_table(s: dict[str, Any]) -> str:
     lines = [
         f"framewire bench: {s['model']} on {s['device_name']}, input {s['input']}, "
         f"{frames_label(s)}, max batch {b}",
+        f"  JPEG frames decoded on the {s['decode_on']}: {s['decode_on_reason']}",
         "",
         f"  {'stage':36s} {'throughput':>18s}   note",
         *(f"  {name:36s} {fps:>18s}   {note}" for name, fps, note in _rows(s)),
@@ -102,10 +103,14 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("model only, batch 1", f"{s['model_only_batch1_fps']:,.0f} frames/s",
          f"{s['single_frame_model_ms']:.2f} ms per frame"),
     ]  # fmt: skip
-    if "decode_fps" in s:
+    if s.get("decode_on") == "device" and "decode_fps" in s:
+        rows.append((f"decode + prepare, GPU, batch {b}", f"{s['decode_fps']:,.0f} frames/s",
+                     f"{s['device_decode_mean_abs_diff']:.2f} grey levels from the CPU's "
+                     "pixels"))  # fmt: skip
+    if "decode_cpu_fps" in s:
         cpu_ms = s["stage_costs"]["decode_cpu_ms_per_frame"]
-        rows.append((f"decode + prepare, {s['decode_threads']} threads",
-                     f"{s['decode_fps']:,.0f} frames/s",
+        rows.append((f"decode + prepare, {s['decode_threads']} CPU threads",
+                     f"{s['decode_cpu_fps']:,.0f} frames/s",
                      f"{cpu_ms:.2f} ms CPU per frame"))  # fmt: skip
     if "bare_consume_fps" in s:
         rows.append(("bare consumer (no processing)", f"{s['bare_consume_fps']:,.0f} records/s",

@@ -41,6 +41,8 @@ from framewire.services import ensure_services
 from framewire.worker_process import WorkerExited, WorkerProcess
 from models import InputSpec, ModelCard, load_model
 from models.device import resolve_device
+from workers.decode import FrameDecoder
+from workers.device_decode import DecodePlan, DeviceJpegDecoder, select_decode
 from workers.engine import InferenceEngine
 
 Echo = Callable[[str], None]
@@ -60,6 +62,8 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
         engine = InferenceEngine(load_model(model_dir), device, max_batch)
         card = engine.card
         pool = _frame_pool(options, card)
+        # As the worker will decide it, on the same machine with the same settings.
+        decode = select_decode(settings.decode_on, engine.device)
         summary: dict[str, Any] = {
             "model": f"{card.name}:{card.version}",
             "input": f"{card.input.width}x{card.input.height}",
@@ -69,14 +73,19 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
             "frame_bytes": round(pool.mean_kb * 1024),
             "device": device,
             "device_name": device_name(device),
+            "decode_on": decode.where,
+            "decode_on_reason": decode.reason,
             "max_batch": max_batch,
             "decode_threads": settings.decode_threads,
             "frames": options.frames,
         }
         echo(f"bench: {summary['model']} on {summary['device_name']}, {frames_label(summary)}, "
              f"max batch {max_batch}")  # fmt: skip
+        echo(f"bench: JPEG frames decoded on the {decode.where} ({decode.reason})")
 
         summary.update(_ceilings(engine, pool, settings, options, max_batch, echo))
+        if decode.decoder is not None and not options.null_model:
+            summary.update(_device_decode_ceiling(engine, pool, settings, decode, options, echo))
 
         settings = ensure_services(settings, workdir, cleanup, echo, label="bench")
         base = settings.replace(topic_prefix=f"{settings.topic_prefix}bench-{run_id}.")
@@ -139,12 +148,33 @@ def _ceilings(engine: InferenceEngine, pool: FramePool, settings: Settings,
     }
     if not options.null_model:  # decoding a raw frame is a reshape: nothing to measure
         decode, decode1 = _decode_ceiling(pool, engine.card.input, settings, options, echo)
-        out.update(decode_fps=round(decode, 1), decode_1thread_fps=round(decode1, 1))
+        out.update(decode_fps=round(decode, 1), decode_cpu_fps=round(decode, 1),
+                   decode_1thread_fps=round(decode1, 1))  # fmt: skip
         out["stage_costs"]["decode_cpu_ms_per_frame"] = round(1000 / decode1, 3)
     if options.batch_curve:
         curve = ceilings.batch_curve(engine, images, max_batch, _MIN_SECONDS / 2)
         out["batch_curve"] = {str(b): round(fps, 1) for b, fps in curve.items()}
     return out
+
+
+def _device_decode_ceiling(engine: InferenceEngine, pool: FramePool, settings: Settings,
+                           decode: DecodePlan, options: BenchOptions,
+                           echo: Echo) -> dict[str, Any]:  # fmt: skip
+    """With JPEGs decoded on the GPU, that is the worker's decode stage: `decode_fps` is its
+    ceiling, and the CPU threads' figure stays as `decode_cpu_fps` for comparison."""
+    assert decode.decoder is not None
+    gpu = DeviceJpegDecoder(decode.decoder, FrameDecoder(settings.max_frame_bytes,
+                                                         settings.max_frame_pixels),
+                            engine.device)  # fmt: skip
+    fps = ceilings.device_decode_fps(gpu, engine, pool, engine.max_batch, options.frames,
+                                     _MIN_SECONDS)  # fmt: skip
+    difference = ceilings.device_pixel_difference(gpu, engine, pool)
+    echo(f"decode + prepare on the GPU: {fps:,.0f} frames/s at batch {engine.max_batch}; "
+         f"{difference:.2f} grey levels from the CPU path's pixels on average")  # fmt: skip
+    return {
+        "decode_fps": round(fps, 1),
+        "device_decode_mean_abs_diff": round(difference, 3),
+    }
 
 
 def _decode_ceiling(pool: FramePool, spec: InputSpec, settings: Settings,

@@ -1,9 +1,9 @@
 """kafka-python against confluent-kafka (librdkafka) for the worker's two Kafka roles, on the
 embedded broker: CPU per record and records/s for producing result/1-sized records (the
-writer's role) and consuming frames (the poll thread's role). Issue 12's client decision
-(docs/PERFORMANCE.md, "Which Kafka client").
+writer's role) and consuming frames (the poll thread's role), and how long each takes to
+join a consumer group. Issue 12's client decision (docs/PERFORMANCE.md, "Which Kafka
+client").
 
-    pip install confluent-kafka   # not a framewire dependency
     .venv/bin/python scripts/kafka-clients.py [--records 20000]
 
 CPU is the whole process's (time.process_time: the clients' own threads included).
@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from foundation.servers import EmbeddedKafka, free_port
+from workers.consumer import consume_available
 
 PARTITIONS = 4
 RESULT = b'{"schema":"result/1","frame_id":"%s","stream_id":"cam-1","x":"%s"}' % (
@@ -77,10 +78,38 @@ def consume_confluent(address: str, topic: str, n: int) -> int:
                          "enable.auto.commit": False, "fetch.wait.max.ms": 10})  # fmt: skip
     consumer.assign([Partition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     seen = 0
-    while seen < n:
-        seen += sum(m.error() is None for m in consumer.consume(256, timeout=0.1))
+    while seen < n:  # as the poll thread consumes
+        seen += sum(m.error() is None for m in consume_available(consumer, 256, 0.1))
     consumer.close()
     return seen
+
+
+def join_kafka_python(address: str, topic: str, session_ms: int) -> float:
+    """Seconds from subscribe to the first assignment."""
+    start = time.perf_counter()
+    consumer = KafkaConsumer(bootstrap_servers=address, group_id=f"join-kp-{session_ms}",
+                             session_timeout_ms=session_ms,
+                             heartbeat_interval_ms=session_ms // 3)  # fmt: skip
+    consumer.subscribe([topic])
+    while not consumer.assignment():
+        consumer.poll(50)
+    consumer.close(autocommit=False)
+    return time.perf_counter() - start
+
+
+def join_confluent(address: str, topic: str, session_ms: int) -> float:
+    from confluent_kafka import Consumer
+
+    assigned: list[bool] = []
+    start = time.perf_counter()
+    consumer = Consumer({"bootstrap.servers": address, "group.id": f"join-ck-{session_ms}",
+                         "session.timeout.ms": session_ms,
+                         "heartbeat.interval.ms": session_ms // 3})  # fmt: skip
+    consumer.subscribe([topic], on_assign=lambda c, partitions: assigned.append(True))
+    while not assigned:
+        consumer.poll(0.05)
+    consumer.close()
+    return time.perf_counter() - start
 
 
 def report(label: str, result: tuple[float, float]) -> None:
@@ -113,6 +142,11 @@ def main() -> None:
                                   ("confluent", consume_confluent)):  # fmt: skip
                 result = timed(lambda c=consume, t=topic: c(address, t, n))
                 report(f"consume {size:,} B frames, {name}", result)
+        for session_ms in (6_000, 10_000):
+            for name, join in (("kafka-python", join_kafka_python), ("confluent", join_confluent)):
+                seconds = join(address, "frames-small", session_ms)
+                print(f"{'group join, session.timeout.ms ' + str(session_ms) + ', ' + name:45s}"
+                      f" {seconds:9.2f} s")  # fmt: skip
     finally:
         broker.stop()
 

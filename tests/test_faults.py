@@ -250,15 +250,17 @@ def test_a_broker_that_stops_answering_is_reported_as_a_stall_and_recovered_from
     # unanswered without an error, as the embedded broker's do once it is too full.
     broker = EmbeddedKafka(free_port(), tmp_path / "kafka")
     broker.start()
+    # One batch in flight, and every frame waiting before the worker starts: a worker
+    # that keeps up with the publisher would never have lag to report.
     settings = topics.replace(kafka_bootstrap=broker.address, max_batch=4, decode_threads=1,
-                              stall_after_s=3.0)  # fmt: skip
+                              max_in_flight=4, stall_after_s=3.0)  # fmt: skip
     create_topics(settings)
     frames = small_frames(3000)
+    publish(settings, frames)
     port = free_port()
     worker = WorkerProcess(settings, tmp_path, "--metrics-port", str(port))
     try:
         worker.wait_ready()
-        publish(settings, frames)
         wait_until(lambda: _metric(port, "framewire_consumer_lag") > 0, 30, "lag")
         os.kill(broker.pid, signal.SIGSTOP)
         try:

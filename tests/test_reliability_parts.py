@@ -8,8 +8,7 @@ import time
 
 import pytest
 import redis
-from confluent_kafka import KafkaError, KafkaException
-from kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from foundation.settings import DLQ_VALUE_CEILING, Settings, SettingsError
 from schemas.dlq import MAX_CARRIED_HEADER_BYTES, DeadLetter, dead_letter
@@ -86,29 +85,13 @@ def test_the_dlq_value_limit_never_exceeds_what_a_stock_kafka_accepts():
         Settings.load(environ={"FRAMEWIRE_DLQ_MAX_VALUE_BYTES": "2000000"})
 
 
-def test_the_fetch_wait_grows_while_the_broker_holds_records_it_does_not_send():
+def test_a_starving_consumer_gets_a_longer_fetch_wait_in_few_steps():
     wait = FetchWait(min_ms=10, max_ms=1000)
-    assert [wait.after_poll(0, behind=True, starving=False) for _ in range(8)] == [
-        20, 40, 80, 160, 320, 640, 1000, 1000,
-    ]  # fmt: skip
-    assert wait.after_poll(50, behind=True, starving=False) == 1000, "keeps the wait that works"
-    assert wait.after_poll(50, behind=False, starving=False) == 500, "caught up: halves"
-    assert [wait.after_poll(0, behind=False, starving=False) for _ in range(6)] == [
-        250, 125, 62, 31, 15, 10,
-    ]  # fmt: skip
-
-
-def test_records_arriving_between_polls_never_lengthen_the_wait():
-    wait = FetchWait(min_ms=10, max_ms=1000)
-    for _ in range(100):  # a steady stream: some polls bring a frame, some nothing
-        assert wait.after_poll(1, behind=False, starving=False) == 10
-        assert wait.after_poll(0, behind=False, starving=False) == 10
-
-
-def test_the_fetch_wait_grows_when_nothing_comes_although_there_is_lag():
-    wait = FetchWait(min_ms=10, max_ms=1000)
-    # The high watermark can be stale when fetches come back with nothing at all.
-    assert wait.after_poll(0, behind=False, starving=True) == 20
+    grown = []
+    while wait.lengthen():
+        grown.append(wait.ms)
+    assert grown == [40, 160, 640, 1000], "reaches the 100 ms that Tansu needed in two rejoins"
+    assert not wait.lengthen() and wait.ms == 1000
 
 
 class Clock:
@@ -225,9 +208,9 @@ def test_a_revoked_partition_takes_its_lag_series_with_it():
     poller = FramePoller(Settings.load(environ={}), OffsetTracker(), lambda item: None,
                          lambda kind, partitions: None, "t", deliveries=None)  # fmt: skip
     listener = _Rebalance(poller)
-    listener.on_partitions_assigned([TopicPartition("t.frames", 0), TopicPartition("t.frames", 1)])
+    listener.assigned(None, [TopicPartition("t.frames", 0), TopicPartition("t.frames", 1)])
     for partition in (0, 1):
         CONSUMER_LAG.labels("t.frames", str(partition)).set(7)
-    listener.on_partitions_revoked([TopicPartition("t.frames", 1)])
+    listener.lost(None, [TopicPartition("t.frames", 1)])
     assert {("t.frames", "0")} <= series() and ("t.frames", "1") not in series()
-    listener.on_partitions_revoked([TopicPartition("t.frames", 1)])  # twice: no error
+    listener.lost(None, [TopicPartition("t.frames", 1)])  # twice: no error

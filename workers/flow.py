@@ -1,16 +1,15 @@
-"""Whether records flow: the poll thread's adaptive fetch wait, and its stall watch.
+"""Whether records flow: the poll thread's fetch wait, and its stall watch.
 
 A broker holds a fetch open for up to the fetch wait when it has nothing to return.
 Short waits keep the first frame after a quiet spell fast; but a broker that needs longer
 than the wait to find the records returns nothing, every time, without an error. The
 embedded Tansu broker does that once a partition holds about 12,000 large record batches:
-its cost per fetch grows with them (shared/ENVIRONMENT.md). So the wait doubles when a
-fetch comes back empty although the broker said it holds more (its high watermark is past
-our position), or when nothing has come for a second while the worker has lag; and it
-halves back towards the minimum whenever a fetch leaves the worker caught up. It never
-grows merely because records arrive between polls: on the embedded broker a long wait is
-a latency floor (the GPU bench's p50 at 10% load was 679 ms while the wait grew on every
-empty poll with lag).
+its cost per fetch grows with them (shared/ENVIRONMENT.md). So when nothing has come for a
+second while the worker has lag, the wait grows fourfold, up to 2 s. librdkafka takes the
+wait at creation only, so the poll thread then rejoins with a new consumer; the wait never
+shrinks again (such a partition only grows). Apache Kafka answers a held fetch as soon as
+records arrive, so there a longer wait costs no latency; on Tansu it is a latency floor
+(the GPU bench's p50 at 10% load was 679 ms with a wait of 2 s), hence the short start.
 
 If records still do not come, the stall watch says so instead of going silent.
 """
@@ -23,23 +22,22 @@ from collections.abc import Callable
 FETCH_WAIT_MIN_MS = 10  # the first frame after a quiet spell waits at most this
 FETCH_WAIT_MAX_MS = 2_000  # Tansu at 16,000 batches a partition: 100 ms worked, 10 ms never
 STARVING_AFTER_S = 1.0  # lag and nothing received for this long: fetches are too short
+_GROWTH = 4  # each step costs a rejoin: few steps from 10 ms to the 100 ms that worked
 
 
 class FetchWait:
-    """The fetch wait to use next, from what the last poll brought."""
+    """The fetch wait for the poll thread's consumer."""
 
     def __init__(self, min_ms: int = FETCH_WAIT_MIN_MS, max_ms: int = FETCH_WAIT_MAX_MS) -> None:
-        self.min_ms, self.max_ms = min_ms, max_ms
+        self.max_ms = max_ms
         self.ms = min_ms
 
-    def after_poll(self, received: int, behind: bool, starving: bool) -> int:
-        """behind: the last fetch response's high watermark is past our position (unpaused
-        partitions); starving: lag and nothing received for STARVING_AFTER_S."""
-        if (behind and not received) or starving:
-            self.ms = min(self.ms * 2, self.max_ms)  # the broker has records it did not send
-        elif not behind:
-            self.ms = max(self.ms // 2, self.min_ms)  # caught up: be quick for the next frame
-        return self.ms
+    def lengthen(self) -> bool:
+        """Grow the wait for a starving consumer; False when it is at its maximum already."""
+        if self.ms >= self.max_ms:
+            return False
+        self.ms = min(self.ms * _GROWTH, self.max_ms)
+        return True
 
 
 class StallWatch:

@@ -56,8 +56,11 @@ def machine_cpu_s() -> tuple[float, float] | None:
 class CpuMeter:
     """CPU used by one process and by the whole machine between start() and stop()."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, others: dict[str, int] | None = None) -> None:
         self.pid = pid
+        self.others = others or {}  # name -> pid: processes beside the worker (the broker)
+        self._others0: dict[str, float | None] = {}
+        self.others_s: dict[str, float] = {}
         self._proc0: float | None = None
         self._machine0: tuple[float, float] | None = None
         self._threads0: dict[str, float] = {}
@@ -68,11 +71,16 @@ class CpuMeter:
     def start(self) -> None:
         self._proc0, self._machine0 = process_cpu_s(self.pid), machine_cpu_s()
         self._threads0 = thread_cpu_s(self.pid)
+        self._others0 = {name: process_cpu_s(pid) for name, pid in self.others.items()}
 
     def stop(self) -> None:
         proc, machine = process_cpu_s(self.pid), machine_cpu_s()
         self.threads_s = {name: cpu - self._threads0.get(name, 0.0)
                           for name, cpu in thread_cpu_s(self.pid).items()}  # fmt: skip
+        for name, pid in self.others.items():
+            now, before = process_cpu_s(pid), self._others0.get(name)
+            if now is not None and before is not None:
+                self.others_s[name] = now - before
         if proc is not None and self._proc0 is not None:
             self.process_s = proc - self._proc0
         if machine is not None and self._machine0 is not None:

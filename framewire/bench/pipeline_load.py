@@ -17,6 +17,7 @@ with the capture time stamped as each is sent, and latency is capture to result 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,7 @@ class Saturation:
     worker_cpu_ms_per_frame: float | None
     worker_thread_ms_per_frame: dict[str, float]  # CPU by worker thread name
     machine_busy: float | None
+    stack_ms_per_frame: dict[str, float]  # CPU of the embedded broker and Redis, by kind
 
 
 @dataclass
@@ -65,6 +67,11 @@ class LoadPoint:
     mean_batch: float
     parts_p50_ms: dict[str, float]  # median of each latency part, where the time goes
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    machine_busy: float | None = None
+    # CPU per frame sent, of the embedded broker and Redis and of the bench's own producer
+    # (they share the worker's cores: what the broker spends per live frame differs from
+    # what it spends on a pre-published batch)
+    cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +85,8 @@ class LoadPoint:
             "p99_ms": self.p99_ms,
             "mean_batch": self.mean_batch,
             "parts_p50_ms": self.parts_p50_ms,
+            "machine_busy": self.machine_busy,
+            "cpu_ms_per_frame": self.cpu_ms_per_frame,
         }
 
 
@@ -97,10 +106,12 @@ def measure_saturation(
     worker_pid: int,
     check: Callable[[], None],
     profiler: WorkerProfiler | None = None,
+    stack_pids: dict[str, int] | None = None,
 ) -> Saturation:
     """Drain pre-published frames; rate from the first result in Redis to the last.
-    A profiler samples the worker over the same window."""
-    meter = CpuMeter(worker_pid)
+    A profiler samples the worker over the same window; stack_pids (the embedded broker's
+    and Redis's) are metered beside it."""
+    meter = CpuMeter(worker_pid, stack_pids)
 
     def on_first() -> None:
         meter.start()
@@ -138,6 +149,9 @@ def measure_saturation(
             if s > 0 and counted
         },
         machine_busy=round(meter.machine_busy, 3) if meter.machine_busy is not None else None,
+        stack_ms_per_frame={
+            name: round(s * 1000 / counted, 3) for name, s in meter.others_s.items() if counted
+        },
     )
 
 
@@ -150,13 +164,19 @@ def measure_load(
     rate: float,
     seconds: float,
     check: Callable[[], None],
+    stack_pids: dict[str, int] | None = None,
 ) -> LoadPoint:
-    """Offer `rate` frames/s for `seconds`; latency from capture to result in Redis."""
+    """Offer `rate` frames/s for `seconds`; latency from capture to result in Redis. The
+    CPU of stack_pids (the embedded broker's and Redis's) and of this process (the
+    producer) is metered over the phase."""
     count = max(10, round(rate * seconds))
     sender = _PacedSender(settings, pool, streams, count, rate)
+    meter = CpuMeter(os.getpid(), stack_pids)
+    meter.start()
     sender.start()
     found = reader.collect(sender.frame_ids, _STALL_TIMEOUT_S, check)
     sender.join()
+    meter.stop()
     if sender.error is not None:
         raise sender.error
     _require_all(found, sender.frame_ids, f"{load:.0%} load")
@@ -175,6 +195,11 @@ def measure_load(
         mean_batch=mean_batch(arrivals),
         parts_p50_ms=latency_parts_p50(arrivals),
         latencies_ms=latencies,
+        machine_busy=round(meter.machine_busy, 3) if meter.machine_busy is not None else None,
+        cpu_ms_per_frame={
+            name: round(cpu_s * 1000 / count, 3)
+            for name, cpu_s in {**meter.others_s, "bench": meter.process_s or 0.0}.items()
+        },
     )
 
 

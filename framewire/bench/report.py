@@ -74,6 +74,13 @@ def format_table(s: dict[str, Any]) -> str:
         parts = point.get("parts_p50_ms") or {}
         lines.append(f"  {point['load']:>13.0%}  "
                      + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
+    if any(point.get("cpu_ms_per_frame") for point in s["loads"]):
+        lines += ["", "  CPU per frame sent beside the worker, per load (ms; bench: its producer):"]
+        for point in s["loads"]:
+            busy = point.get("machine_busy")
+            lines.append(f"  {point['load']:>13.0%}  "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in point["cpu_ms_per_frame"].items())
+                         + (f"; machine {busy:.0%} busy" if busy is not None else ""))  # fmt: skip
     stage = s["pipeline_stage_ms"]
     lines += [
         "",
@@ -91,6 +98,10 @@ def format_table(s: dict[str, Any]) -> str:
     if threads:
         lines.append("  worker CPU per frame by thread (ms): "
                      + ", ".join(f"{name} {ms:.2f}" for name, ms in threads.items()))  # fmt: skip
+    stack = costs.get("stack_cpu_ms_per_frame")
+    if stack:
+        lines.append("  embedded stack CPU per frame (ms): "
+                     + ", ".join(f"{name} {ms:.2f}" for name, ms in stack.items()))  # fmt: skip
     return "\n".join(lines)
 
 

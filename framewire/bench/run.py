@@ -38,6 +38,7 @@ from framewire.bench.profile import WorkerProfiler
 from framewire.bench.report import frames_label, framework_ratio, ratios
 from framewire.bench.sink import SinkReader
 from framewire.services import ensure_services
+from framewire.stack import LocalStack
 from framewire.worker_process import WorkerExited, WorkerProcess
 from models import InputSpec, ModelCard, load_model
 from models.device import resolve_device
@@ -214,16 +215,16 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
             raise WorkerExited(f"worker exited ({worker.process.returncode}):\n{worker.tail()}")
 
     sat = measure_saturation(SinkReader(client, streams), expected, worker.process.pid, check,
-                             profiler)  # fmt: skip
+                             profiler, _stack_pids(settings))  # fmt: skip
     echo(f"pipeline: {sat.fps:,.0f} frames/s saturated, mean batch {sat.mean_batch:.1f}")
     if profiler is not None:
         echo(f"pipeline: {profiler.outcome}")
-    points = []
+    points, stack_pids = [], _stack_pids(settings)
     for load in options.loads:
         rate = load * sat.fps
         phase_streams = stream_ids(run_id, f"load{round(load * 100)}", options.streams)
         point = measure_load(settings, pool, SinkReader(client, phase_streams), phase_streams,
-                             load, rate, options.load_seconds, check)  # fmt: skip
+                             load, rate, options.load_seconds, check, stack_pids)  # fmt: skip
         echo(f"load {load:.0%} ({rate:,.0f} frames/s): p50 {point.p50_ms:.1f} ms, "
              f"p95 {point.p95_ms:.1f} ms, p99 {point.p99_ms:.1f} ms, "
              f"mean batch {point.mean_batch:.2f}")  # fmt: skip
@@ -240,8 +241,18 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
             "worker_cpu_ms_per_frame": sat.worker_cpu_ms_per_frame,
             "worker_thread_cpu_ms_per_frame": sat.worker_thread_ms_per_frame,
             "machine_busy": sat.machine_busy,
+            "stack_cpu_ms_per_frame": sat.stack_ms_per_frame,
         },
     }
+
+
+def _stack_pids(settings: Settings) -> dict[str, int]:
+    """The embedded broker's and Redis's pids, where the bench runs against them: they share
+    the worker's cores, and what they spend per frame bounds the pipeline too."""
+    stack = LocalStack(settings)
+    pids = {"broker": stack.embedded_pid("kafka", settings.kafka_bootstrap),
+            "redis": stack.embedded_pid("redis", settings.redis_url)}  # fmt: skip
+    return {name: pid for name, pid in pids.items() if pid is not None}
 
 
 def _bare(settings: Settings, records: int, echo: Echo) -> dict[str, Any]:

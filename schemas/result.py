@@ -7,8 +7,12 @@ optional fields without a version bump; removing or retyping a field needs resul
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from schemas.errors import (
     SchemaError,
@@ -184,7 +188,18 @@ class Result:
         return d
 
     def to_json(self) -> bytes:
+        for value in self._floats():
+            if not math.isfinite(value):
+                raise SchemaError(f"cannot encode as JSON: {value} is not a finite number")
         return _dumps(self.to_dict())
+
+    def _floats(self) -> Iterator[float]:
+        for p in self.predictions:
+            yield p.score
+            yield from p.box or ()
+        latency = self.latency_ms
+        yield from (latency.queue, latency.decode, latency.batch_wait, latency.inference,
+                    latency.total)  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Any) -> Result:
@@ -231,15 +246,15 @@ class Result:
         return cls.from_dict(_loads(data))
 
 
-# One encoder, built once: json.dumps with options builds a new one on every call.
-# allow_nan=False: NaN/Infinity are not JSON and break consumers in other languages.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _dumps(d: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON. orjson: 0.7 µs for a result/1 against the standard library's
+    9.4, paid by the worker's writer for every frame while it holds the GIL. It writes NaN
+    and Infinity as null where the standard library can refuse them; the schemas that carry
+    floats refuse them before (Result.to_json, Event and the feedback's boxes on
+    construction): they are not JSON and break consumers in other languages."""
     try:
-        return _ENCODER.encode(d).encode()
-    except ValueError as e:
+        return orjson.dumps(d)
+    except orjson.JSONEncodeError as e:  # a value JSON has no form for, an int over 64 bits
         raise SchemaError(f"cannot encode as JSON: {e}") from None
 
 

@@ -7,12 +7,14 @@ fill and the poll thread pauses the partitions, so nothing piles up without boun
 a permanent one finishes its frame with what can be written (the DLQ with the reason, an
 `error` event, a metric, one log line with its coordinates) and never blocks another.
 
-The results topic's acknowledgements of a batch are awaited behind the next batches: the
-writer sends batch N's results, writes them to Redis, and goes on to batch N+1 while N's
-acks travel; N is finished (its offsets may be committed) once they are in, at most
-_MAX_UNACKED batches later, so the broker's round trip is off the writer's path. Measured
-with the null model it moved saturation within noise (3,188 to 3,348 frames/s: the writer
-was not what bounded it then; docs/PERFORMANCE.md, "The framework's own ceiling").
+A batch's Redis write and its results-topic acknowledgements are awaited behind the next
+batches: the writer sends batch N's results, hands its Redis rows to the Redis thread, and
+goes on to batch N+1 while N's acks travel and its script call runs; N is finished (its
+offsets may be committed) once both are done, at most _MAX_UNACKED batches later. The
+Redis thread writes the batches one at a time in order, so a stream's results reach Redis
+in the order they were sent. With the writer doing both in turn, 64% of its time went to
+waiting on Redis (sending the batch's rows and frame copies, and the script's answer),
+which bounded the null model near 7,000 frames/s (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from foundation.log import get_logger
@@ -44,17 +47,20 @@ from workers.work import WorkItem
 log = get_logger(__name__)
 
 Failures = dict[int, PermanentWriteError]  # index in the batch -> why it failed for good
-_MAX_UNACKED = 4  # batches written whose results-topic acks are still awaited
+_MAX_UNACKED = 4  # batches sent whose Redis write or results-topic acks are still awaited
 
 
 @dataclass
 class _Unacked:
-    """A batch in Redis and sent to the results topic, its acks not yet in."""
+    """A batch sent to the results topic and to the Redis thread, not yet done with both."""
 
     batch: FinishedBatch
     results: list[Result]
     delivery: Delivery
-    failed: Failures  # Redis's permanent failures, known at once
+    redis: Future[Failures]  # Redis's permanent failures, once written
+
+    def done(self) -> bool:
+        return self.redis.done() and self.delivery.answered()
 
 
 class ResultWriter(threading.Thread):
@@ -76,6 +82,10 @@ class ResultWriter(threading.Thread):
         self._stop_event = threading.Event()
         self.counts = {"ok": 0, "error": 0, "dlq": 0, "batches": 0, "batched_frames": 0}
         self._unacked: deque[_Unacked] = deque()
+        # One thread: Redis writes stay in order; its waits release the GIL.
+        self._redis_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="framewire-redis", initializer=name_os_thread
+        )
 
     def stop(self, abort: bool = False) -> None:
         self._stop_event.set()
@@ -96,11 +106,12 @@ class ResultWriter(threading.Thread):
                     self.on_done(job.items)
             except GaveUp as exc:
                 log.error("stopped before writing; frames will be redelivered", error=str(exc))
+        self._redis_thread.shutdown(wait=True)
 
     def _next_job(self) -> FinishedBatch | Rejected | None:
         """The next job, finishing meanwhile the batches whose acks are in. With nothing new
         to write, wait for the oldest batch's acks rather than for a job."""
-        while self._unacked and (self._unacked[0].delivery.answered()
+        while self._unacked and (self._unacked[0].done()
                                  or len(self._unacked) >= _MAX_UNACKED):  # fmt: skip
             self._finish(self._unacked.popleft())
         try:
@@ -117,7 +128,7 @@ class ResultWriter(threading.Thread):
             self._result(item, preds, batch, completed)
             for item, preds in zip(batch.items, batch.predictions, strict=True)
         ]
-        delivery, failed = self._send(batch.items, results, copy_frames=True)
+        delivery, redis = self._send(batch.items, results, copy_frames=True)
         self.kafka_sink.send_event(
             Event(
                 "batch",
@@ -133,14 +144,14 @@ class ResultWriter(threading.Thread):
         )
         if batch.observed is not None:  # one batch in FRAMEWIRE_OBSERVE_EVERY
             self.kafka_sink.send_event(observation_event(batch, self.worker))
-        return _Unacked(batch, results, delivery, failed)
+        return _Unacked(batch, results, delivery, redis)
 
     def _finish(self, unacked: _Unacked) -> None:
         """Once its acks are in: the frames that failed for good to the DLQ, the batch
         counted, its offsets free to commit."""
         batch = unacked.batch
         try:
-            failed = self._awaited(unacked.delivery, unacked.failed)
+            failed = self._awaited(unacked.delivery, unacked.redis)
         except GaveUp as exc:
             log.error("stopped before writing; frames will be redelivered", error=str(exc))
             return
@@ -188,19 +199,21 @@ class ResultWriter(threading.Thread):
         """The results topic and Redis, awaited; the frames that failed for good in either."""
         return self._awaited(*self._send(items, results, copy_frames))
 
-    def _awaited(self, delivery: Delivery, failed: Failures) -> Failures:
-        """Redis's permanent failures plus the results topic's, once its acks are in."""
+    def _awaited(self, delivery: Delivery, redis: Future[Failures]) -> Failures:
+        """Redis's permanent failures plus the results topic's, once both are done."""
+        failed = redis.result()  # raises the GaveUp of a hard stop
         for i, error in delivery.wait(self.abort).items():
             failed.setdefault(i, error)
         return failed
 
     def _send(
         self, items: list[WorkItem], results: list[Result], copy_frames: bool = False
-    ) -> tuple[Delivery, Failures]:
-        """Results sent to the results topic (not awaited) and written to Redis, retried
-        while Redis's failures are retriable; the delivery, and the frames Redis refused
-        for good. copy_frames: also keep each frame's bytes in Redis for a while (only
-        frames the model ran: a frame that failed is no training data)."""
+    ) -> tuple[Delivery, Future[Failures]]:
+        """Results sent to the results topic and handed to the Redis thread, neither
+        awaited; the delivery, and the Redis write's future: the frames Redis refused for
+        good (retriable failures are retried there). copy_frames: also keep each frame's
+        bytes in Redis for a while (only frames the model ran: a frame that failed is no
+        training data)."""
         encoded = [r.to_json() for r in results]
         delivery = self.kafka_sink.send_results(
             [(r.stream_id.encode(), data, r.frame_id) for r, data in zip(results, encoded,
@@ -214,7 +227,7 @@ class ResultWriter(threading.Thread):
             for item, r, data in zip(items, results, encoded, strict=True)
             if item.frame is not None
         ]  # fmt: skip
-        return delivery, self._write_redis(rows)
+        return delivery, self._redis_thread.submit(self._write_redis, rows)
 
     def _write_redis(self, rows: list[RedisResult]) -> Failures:
         try:

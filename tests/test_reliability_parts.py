@@ -214,3 +214,58 @@ def test_a_revoked_partition_takes_its_lag_series_with_it():
     listener.lost(None, [TopicPartition("t.frames", 1)])
     assert {("t.frames", "0")} <= series() and ("t.frames", "1") not in series()
     listener.lost(None, [TopicPartition("t.frames", 1)])  # twice: no error
+
+
+class _Broker:
+    """The few consumer calls lag measurement makes, answered from numbers (or not at all)."""
+
+    def __init__(self, position: int, end: int) -> None:
+        self.position_, self.end, self.answers = position, end, True
+        self.fresh_asks = 0
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.position_) for tp in partitions]
+
+    def get_watermark_offsets(self, tp, timeout=None, cached=False) -> tuple[int, int]:
+        if not cached:
+            if not self.answers:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+            self.fresh_asks += 1
+        return 0, self.end
+
+
+def test_a_consumer_starves_only_when_the_broker_answers_twice_that_records_wait():
+    """librdkafka's fetch wait is fixed at creation, so a longer one costs a rejoin: asked
+    only when fetches come back empty while the broker, asked itself, says records wait;
+    a broker that answers nothing (frozen, down) is a stall, which no wait would mend."""
+    from workers.flow import STARVING_AFTER_S
+    from workers.offsets import OffsetTracker
+    from workers.poller import FramePoller
+
+    poller = FramePoller(Settings.load(environ={}), OffsetTracker(), lambda item: None,
+                         lambda kind, partitions: None, "t", deliveries=None)  # fmt: skip
+    clock = Clock()
+    poller.stall = StallWatch(after_s=30, clock=clock)
+    poller.assigned = [("t.frames", 0)]
+    broker = _Broker(position=100, end=900)
+
+    def measure(at_s: float) -> None:
+        clock.now = at_s
+        poller._last_lag = 0.0  # due now
+        poller._measure_lag(broker)
+
+    measure(0.1)  # records just flowed: the last fetch's watermark will do
+    assert broker.fresh_asks == 0 and poller.lag == {("t.frames", 0): 800}
+    measure(STARVING_AFTER_S + 1)
+    assert broker.fresh_asks == 1 and not poller._starving(), "one answer may come just late"
+    measure(STARVING_AFTER_S + 3)
+    assert poller._starving()
+
+    poller.stall.note_poll(5, lag=800, paused=False)  # records arrive again
+    measure(STARVING_AFTER_S + 3.5)
+    assert not poller._starving()
+
+    broker.answers = False  # frozen: nothing answers, not even the watermark query
+    for second in (6, 8, 10):
+        measure(second)
+    assert not poller._starving()

@@ -32,7 +32,8 @@ CONSUMER_LAG = Gauge(
     "framewire_consumer_lag", "Records behind the partition's end", ["topic", "partition"]
 )
 IN_FLIGHT = Gauge("framewire_in_flight_frames", "Frames polled and not yet finished")
-PAUSED = Gauge("framewire_partitions_paused", "1 while backpressure pauses the partitions")
+PAUSED = Gauge("framewire_partitions_paused",
+               "1 while backpressure holds the poll thread at the in-flight limit")
 SINK_RETRIES = Counter("framewire_sink_retries_total", "Sink writes retried", ["sink"])
 SINK_FAILURES = Counter(
     "framewire_sink_failures_total",

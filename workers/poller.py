@@ -93,7 +93,7 @@ class FramePoller(threading.Thread):
                 if self.paused:
                     self._wait_for_room(consumer)
                 if self.paused and not self._partitions_paused:
-                    self._hand_over([])  # held back: librdkafka's bounded queue waits
+                    self._note_flow(0)  # held back: librdkafka's bounded queue waits
                 else:
                     room = self.settings.in_flight_limit - self.tracker.in_flight()
                     timeout_s = 0 if self.paused else _POLL_TIMEOUT_S
@@ -144,7 +144,6 @@ class FramePoller(threading.Thread):
             self.submit(WorkItem(r, generations[partition], now, deliveries=deliveries))
         received = len(records)
         self.polled += received
-        metrics.IN_FLIGHT.set(self.tracker.in_flight())
         self._note_flow(received)
 
     def _is_error(self, message: Message) -> bool:
@@ -158,6 +157,7 @@ class FramePoller(threading.Thread):
         return True
 
     def _note_flow(self, received: int) -> None:
+        metrics.IN_FLIGHT.set(self.tracker.in_flight())
         # Paused by backpressure is no stall while frames still finish; paused with nothing
         # finishing (the sinks cannot write either) is one.
         finished = self.tracker.finished_total
@@ -260,9 +260,9 @@ class FramePoller(threading.Thread):
                 low, end = consumer.get_watermark_offsets(
                     tp, timeout=_END_OFFSETS_TIMEOUT_S, cached=cached
                 )
-                if tp.offset < 0:  # nothing committed: where auto_offset_reset starts
-                    tp.offset = low if self.settings.auto_offset_reset == "earliest" else end
                 position = tp.offset
+                if position < 0:  # nothing committed: where auto_offset_reset starts
+                    position = low if self.settings.auto_offset_reset == "earliest" else end
                 if end < 0 or position < 0:
                     continue  # not known yet
                 # Tansu answers the base offset of the last batch as the end, so against it

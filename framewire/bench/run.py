@@ -214,12 +214,13 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
         if worker.process.poll() is not None:
             raise WorkerExited(f"worker exited ({worker.process.returncode}):\n{worker.tail()}")
 
+    stack_pids = _stack_pids(settings)
     sat = measure_saturation(SinkReader(client, streams), expected, worker.process.pid, check,
-                             profiler, _stack_pids(settings))  # fmt: skip
+                             profiler, stack_pids)  # fmt: skip
     echo(f"pipeline: {sat.fps:,.0f} frames/s saturated, mean batch {sat.mean_batch:.1f}")
     if profiler is not None:
         echo(f"pipeline: {profiler.outcome}")
-    points, stack_pids = [], _stack_pids(settings)
+    points = []
     for load in options.loads:
         rate = load * sat.fps
         phase_streams = stream_ids(run_id, f"load{round(load * 100)}", options.streams)

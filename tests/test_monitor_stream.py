@@ -46,8 +46,8 @@ def test_stationary_stream_no_drift_then_the_shift_is_reported(topics, tmp_path)
     tag = tmp_path.name[-8:]
     worker = WorkerProcess(settings, tmp_path, FRAMEWIRE_OBSERVE_EVERY="1")
     try:
+        calm = frames(STATIONARY, 41, False, tag)  # ~6 s of rendering, while the worker starts
         worker.wait_ready()
-        calm = frames(STATIONARY, 41, False, tag)
         publish(settings, calm)
         wait_for_results(settings, [f.frame_id for f in calm])
         shifted_at = now_ms()

@@ -36,6 +36,7 @@ class NaiveRun:
 def run_naive(settings: Settings, engine: InferenceEngine, frames: int,
               max_seconds: float) -> NaiveRun:  # fmt: skip
     """Process up to `frames` frames (or for max_seconds) one by one; frames/s."""
+    session_ms = int(settings.consumer_session_timeout_s * 1000)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=settings.group_id,
@@ -43,6 +44,10 @@ def run_naive(settings: Settings, engine: InferenceEngine, frames: int,
         auto_offset_reset="earliest",
         max_poll_records=1,
         fetch_max_wait_ms=10,
+        # The worker's session timeout: the join (about half of it against the embedded
+        # broker) is not part of the figure, but the bench waits for it all the same.
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=max(500, session_ms // 3),
     )
     producer = KafkaProducer(**producer_config(settings, linger_ms=0))
     client = redis.Redis.from_url(settings.redis_url)

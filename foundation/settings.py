@@ -172,8 +172,9 @@ class Settings:
         "available, else cpu); device where it is not available warns and decodes on the CPU"
     )
     cpu_threads: int = setting(
-        0, _int, "the model's intra-op threads on a CPU device; 0: cores left by the decode "
-        "threads (at least 1)"
+        0, _int, "the model's intra-op threads on a CPU device; 0: the cores left by the "
+        "decode threads (at least 1), or every core once the model costs more CPU per frame "
+        "than decoding"
     )
     max_in_flight: int = setting(
         0, _int, "frames polled but not finished before the poll thread stops consuming; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import logging
 import statistics
 import threading
 import time
@@ -116,6 +117,8 @@ def _images(count: int) -> list[tuple[bytes, int, int]]:
 
 @contextmanager
 def _serve(app: Flask):
+    # werkzeug logs every request at INFO: thousands of lines would bury the bench's table.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="bench-http", daemon=True)
     thread.start()

@@ -30,6 +30,7 @@ from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
 from workers.device_decode import DeviceJpegDecoder
 from workers.engine import InferenceEngine, PendingBatch
+from workers.model_threads import ModelThreads
 from workers.threads import name_os_thread
 from workers.work import WorkItem
 
@@ -88,6 +89,7 @@ class DeviceStage(threading.Thread):
         begin_redelivered: Callable[[WorkItem], None] = lambda item: None,
         backfill: BackfillLane | None = None,
         observe_every: int = 0,
+        model_threads: ModelThreads | None = None,
     ) -> None:
         super().__init__(name="framewire-device", daemon=True)
         self.batcher = batcher
@@ -98,6 +100,7 @@ class DeviceStage(threading.Thread):
         self.begin_redelivered = begin_redelivered  # records its start; may fail it as poison
         self.backfill = backfill or BackfillLane(share=0.0)
         self.observe_every = observe_every
+        self.model_threads = model_threads  # on a CPU device with FRAMEWIRE_CPU_THREADS=0
         self._batches = 0  # launched, for the observation sampling
         # Set before the first batch when JPEGs are decoded on the GPU (workers/pipeline.py).
         self.device_decode: DeviceJpegDecoder | None = None
@@ -260,6 +263,7 @@ class DeviceStage(threading.Thread):
                 images = images.cpu().numpy()
             observed = Observed(images, launched.pending.embeddings(),
                                 card.input.channel_order)  # fmt: skip
+        inference_s = time.time() - launched.launched_at
         self.finished.put(
             FinishedBatch(
                 items=launched.items,
@@ -268,10 +272,24 @@ class DeviceStage(threading.Thread):
                 model_version=card.version,
                 task=card.task,
                 launched_at=launched.launched_at,
-                inference_ms=(time.time() - launched.launched_at) * 1000,
+                inference_ms=inference_s * 1000,
                 observed=observed,
             )
         )
+        self._count_for_threads(launched.items, inference_s)
+
+    def _count_for_threads(self, items: list[WorkItem], batch_s: float) -> None:
+        """Let the model take every core once it turns out to cost more than decoding."""
+        threads = self.model_threads
+        if threads is None or threads.decided:
+            return
+        decode_s = sum(item.decoded_at - item.decode_started for item in items)
+        if threads.observe(len(items), decode_s, batch_s) is not None:
+            threads.apply()
+            log.info("the model costs more CPU per frame than decoding: it takes every core",
+                     threads=threads.threads,
+                     model_ms_per_frame=round(threads.model_s * 1000 / threads.frames, 2),
+                     decode_ms_per_frame=round(threads.decode_s * 1000 / threads.frames, 2))
 
     def _fail(self, items: list[WorkItem], exc: BaseException) -> None:
         log.exception("inference failed", frames=len(items))
@@ -286,6 +304,9 @@ class DeviceStage(threading.Thread):
             engine, self._next_engine = self._next_engine, None
         if engine is not None:
             self.engine = engine
+            if self.model_threads is not None:  # measured again for this model
+                self.model_threads.restart()
+                self.model_threads.apply()
             self.on_model_loaded(engine)
 
     def _load_first(self) -> None:

@@ -36,6 +36,7 @@ from workers.deliveries import DeliveryCounter
 from workers.device import DeviceStage
 from workers.device_decode import DecodePlan, DeviceJpegDecoder, select_decode
 from workers.engine import InferenceEngine
+from workers.model_threads import ModelThreads
 from workers.model_watch import ModelWatcher, check_candidate, load_candidate
 from workers.offsets import OffsetTracker, Partition
 from workers.poller import FramePoller
@@ -53,14 +54,15 @@ def default_worker_name() -> str:
 
 
 def cpu_threads(settings: Settings) -> int:
-    """The model's threads on a CPU device: the cores the decode threads leave free.
-
-    Decoding and the model share the cores on a CPU worker; measured on 2 cores (demo
-    model, docs/PERFORMANCE.md), one model thread beside two decode threads beat two.
-    """
+    """The model's threads on a CPU device to begin with: FRAMEWIRE_CPU_THREADS, else the
+    cores the decode threads leave free (workers/model_threads.py may give it every core)."""
     if settings.cpu_threads > 0:
         return settings.cpu_threads
-    return max(1, (os.cpu_count() or 1) - settings.decode_threads)
+    return _model_threads(settings).shared
+
+
+def _model_threads(settings: Settings) -> ModelThreads:
+    return ModelThreads(os.cpu_count() or 1, settings.decode_threads)
 
 
 class StreamingPipeline:
@@ -101,6 +103,8 @@ class StreamingPipeline:
             begin_redelivered=self._begin_redelivered,
             backfill=self.backfill,
             observe_every=settings.observe_every,
+            model_threads=_model_threads(settings)
+            if self.device == "cpu" and settings.cpu_threads <= 0 else None,
         )
         self.model_source = settings.model or ""  # what the engine serving now came from
         self.model_watcher = ModelWatcher(
@@ -290,6 +294,13 @@ class StreamingPipeline:
         """Where JPEG frames are decoded: "device" or "cpu" (None before the model loads)."""
         return self.decode_plan.where if self.decode_plan else None
 
+    def _model_threads_now(self) -> int | None:
+        """The model's intra-op threads on a CPU device (None on CUDA)."""
+        if self.device != "cpu":
+            return None
+        threads = self.device_stage.model_threads
+        return threads.threads if threads is not None else self.settings.cpu_threads
+
     def not_ready_reasons(self) -> list[str]:
         """Why the worker cannot serve now; empty when it can (workers/health.py)."""
         reasons = []
@@ -310,6 +321,7 @@ class StreamingPipeline:
             "worker": self.worker,
             "device": self.device,
             "decode_on": self.decode_on,
+            "model_threads": self._model_threads_now(),
             "model": f"{engine.card.name}:{engine.card.version}" if engine else None,
             "model_source": self.model_source or None,
             "model_loading": self.model_watcher.loading,

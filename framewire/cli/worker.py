@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
 import click
 
@@ -38,6 +40,7 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     given = {key: value for key, value in flags.items() if value is not None}
     settings = settings.replace(**given) if given else settings
     _check_model_source(settings.model)
+    _restart_with_worker_env(settings)
     device = settings.device.replace(":", "")
     node = name or f"fw-{device}-{socket.gethostname()}-{os.getpid()}@%h"
     app = create_app(settings)
@@ -54,6 +57,25 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
             "--without-gossip",
         ]
     )
+
+
+def _restart_with_worker_env(settings: Settings) -> None:
+    """On a CPU device, start this command again in a process that has the environment a
+    worker needs before torch loads (workers/process_env.py); torch is loaded by now. The
+    same pid, one interpreter start more; nothing to do when the variables are set, or when
+    this process is not the `framewire` command itself (the CLI called in-process)."""
+    from models.device import resolve_device
+    from workers.process_env import missing_worker_env
+
+    missing = missing_worker_env(os.environ)
+    device = settings.device
+    command = Path(sys.argv[0]).name in ("framewire", "__main__.py")
+    if not missing or not command or resolve_device(None if device == "auto" else device) != "cpu":
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "framewire", *sys.argv[1:]],
+              {**os.environ, **missing})  # fmt: skip
 
 
 def _check_model_source(model: str) -> None:

@@ -6,14 +6,17 @@ broker on laptops and in CI; where the two differ, the workaround is commented h
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
 from foundation.settings import Settings
+from schemas import Event
 
 # Topic suffixes of DESIGN.md; the prefix comes from FRAMEWIRE_TOPIC_PREFIX.
 TOPIC_NAMES = ("frames", "results", "monitoring", "frames.dlq", "results.backfill", "feedback")
@@ -99,6 +102,20 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         # The idempotent producer requires acks=all.
         config["enable_idempotence"] = False
     return config
+
+
+@contextmanager
+def event_sender(settings: Settings, key: str) -> Iterator[Callable[[Event], None]]:
+    """send(event) onto the monitoring topic, keyed by `key` (who sends: "monitor",
+    "retrainer"); flushed and closed on the way out. The workers send theirs through their
+    own sink (workers/sinks/kafka_sink.py), beside their results."""
+    producer = KafkaProducer(**producer_config(settings, client_id=f"{CLIENT_ID}-{key}"))
+    try:
+        yield lambda event: producer.send(settings.monitoring_topic, key=key.encode(),
+                                          value=event.to_json())  # fmt: skip
+    finally:
+        producer.flush(timeout=10)
+        producer.close(timeout=10)
 
 
 def fetch_config(settings: Settings) -> dict[str, int]:

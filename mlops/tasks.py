@@ -14,8 +14,6 @@ work when they run, so beat, which only sends, never loads torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
@@ -42,9 +40,10 @@ def create_mlops_app(settings: Settings) -> Celery:
 
     @app.task(name=RETRAIN_TASK, bind=True, acks_late=True)
     def retrain_task(self: Task, request: dict[str, Any]) -> dict[str, Any]:
+        from foundation.kafka import event_sender
         from mlops.retrain.retrain import RetrainRequest, retrain
 
-        with _event_producer(settings, "retrainer") as emit:
+        with event_sender(settings, "retrainer") as emit:
 
             def step(event: Event) -> None:
                 emit(event)
@@ -84,19 +83,3 @@ def request_retrain(settings: Settings, request: RetrainRequest) -> str:
     app = celery_app(settings)
     result = app.send_task(RETRAIN_TASK, args=[request.to_dict()], queue=RETRAIN_QUEUE)
     return str(result.id)
-
-
-@contextmanager
-def _event_producer(settings: Settings, key: str) -> Iterator[Callable[[Event], None]]:
-    """emit(event) onto the monitoring topic; flushed and closed on the way out."""
-    from kafka import KafkaProducer
-
-    from foundation.kafka import CLIENT_ID, producer_config
-
-    producer = KafkaProducer(**producer_config(settings, client_id=f"{CLIENT_ID}-{key}"))
-    try:
-        yield lambda event: producer.send(settings.monitoring_topic, key=key.encode(),
-                                          value=event.to_json())  # fmt: skip
-    finally:
-        producer.flush(timeout=10)
-        producer.close(timeout=10)

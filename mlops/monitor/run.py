@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from foundation.kafka import CLIENT_ID, end_offset, fetch_config, offset_for_time, producer_config
+from foundation.kafka import CLIENT_ID, end_offset, event_sender, fetch_config, offset_for_time
 from foundation.rediskeys import result_key
 from foundation.settings import Settings
 from mlops.monitor.checks import Thresholds
@@ -61,12 +62,12 @@ def run_monitor(
     `positions` ("topic/partition" -> offset): partitions found there start at their offset
     rather than at since_ms, and the dict is updated to where this run stopped.
     """
-    producer = KafkaProducer(**producer_config(settings, client_id=f"{CLIENT_ID}-monitor",
-                                               linger_ms=5)) if publish else None  # fmt: skip
+    closing = ExitStack()
+    send = closing.enter_context(event_sender(settings, "monitor")) if publish else None
 
     def emit(event: Event) -> None:
-        if producer is not None:
-            producer.send(settings.monitoring_topic, key=b"monitor", value=event.to_json())
+        if send is not None:
+            send(event)
         if on_event is not None:
             on_event(event)
 
@@ -111,9 +112,7 @@ def run_monitor(
     finally:
         consumer.close()
         results.close()
-        if producer is not None:
-            producer.flush(timeout=10)
-            producer.close(timeout=10)
+        closing.close()
     return monitor
 
 

@@ -12,6 +12,7 @@ import enum
 import queue
 import struct
 import sys
+import threading
 import types
 
 import cv2
@@ -354,3 +355,29 @@ def test_the_bench_measures_the_device_decode_ceiling_and_its_pixel_difference(e
     pool = FramePool.render(160, 120, size=4)
     assert device_decode_fps(gpu(), engine, pool, 4, min_frames=4, min_seconds=0.01) > 0
     assert 0 < device_pixel_difference(gpu(), engine, pool) < MEAN_ABS_BOUND
+
+
+def test_a_gpu_decode_that_hangs_is_watched_by_the_inference_deadline(engine):
+    """The deadline watch sees a batch from the start of its decode, not from its launch:
+    a hung nvJPEG call names its frames and ends the worker like a hung model."""
+    spec = engine.card.input
+    items = [jpeg_item(image, spec) for image in scenes(2)]
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging(data: list[bytes]) -> list[torch.Tensor]:
+        entered.set()
+        release.wait(10)
+        return opencv_batch(data)
+
+    stage = DeviceStage(DynamicBatcher(queue.Queue(), 4, 0), lambda: engine, queue.Queue(),
+                        prepare_again=lambda item, e: item, on_model_loaded=lambda e: None)
+    stage.engine = engine
+    stage.device_decode = gpu(hanging)
+    launching = threading.Thread(target=lambda: stage._collect(stage._launch(items)))
+    launching.start()
+    assert entered.wait(10)
+    running = stage.running_since()
+    release.set()
+    launching.join(10)
+    assert running is not None and running[1] == items
+    assert stage.running_since() is None

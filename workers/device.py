@@ -185,14 +185,16 @@ class DeviceStage(threading.Thread):
         return self._submit(good, engine)
 
     def _submit(self, items: list[WorkItem], engine: InferenceEngine) -> _Launched | None:
-        # Before decode and submit: on the CPU submit is the compute, and a GPU decode is
-        # the device's work as much as the model's.
-        launched_at = time.time()
-        items, on_device = self._decode_on_device(items, engine)
-        if not items:
-            return None
-        launched = _Launched(items, None, engine, launched_at)  # type: ignore[arg-type]
+        # Running from before decode and submit, so that the inference deadline watches
+        # both: on the CPU submit is the compute, and a GPU decode (which can hang as a model
+        # can) is the device's work as much as the model's.
+        launched = _Launched(items, None, engine, time.time())  # type: ignore[arg-type]
         self._running.append(launched)
+        items, on_device = self._decode_on_device(items, engine)
+        launched.items = items
+        if not items:
+            self._running.remove(launched)
+            return None
         try:
             faults.hang_in_inference([item.frame.frame_id for item in items if item.frame])
             self._batches += 1

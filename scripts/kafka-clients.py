@@ -2,7 +2,8 @@
 embedded broker: CPU per record and records/s for producing result/1-sized records (the
 writer's role) and consuming frames (the poll thread's role), and how long each takes to
 join a consumer group. Issue 12's client decision (docs/PERFORMANCE.md, "Which Kafka
-client").
+client"), and the publishers' role: 61 KB frames sent one per request at a camera-like
+pace.
 
     .venv/bin/python scripts/kafka-clients.py [--records 20000]
 
@@ -55,6 +56,41 @@ def produce_confluent(address: str, topic: str, n: int, batch: int) -> int:
         for i in range(start, min(n, start + batch)):
             producer.produce(topic, key=b"cam-%d" % (i % 8), value=RESULT)
         producer.flush(30)
+    return n
+
+
+FRAME = bytes(61_000)  # a 640x480 JPEG
+CAMERA_RATE = 400  # frames/s offered, one record per request (linger 0), as cameras send
+
+
+def paced(send: Callable[[int], None], n: int) -> None:
+    start = time.perf_counter()
+    for i in range(n):
+        time.sleep(max(0.0, start + i / CAMERA_RATE - time.perf_counter()))
+        send(i)
+
+
+def publish_kafka_python(address: str, topic: str, n: int) -> int:
+    producer = KafkaProducer(bootstrap_servers=address, linger_ms=0, acks=1,
+                             max_request_size=1 << 24)  # fmt: skip
+    paced(lambda i: producer.send(topic, key=b"cam-%d" % (i % 8), value=FRAME), n)
+    producer.flush()
+    producer.close()
+    return n
+
+
+def publish_confluent(address: str, topic: str, n: int) -> int:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": address, "linger.ms": 0, "acks": 1,
+                         "message.max.bytes": 1 << 24})  # fmt: skip
+
+    def send(i: int) -> None:
+        producer.produce(topic, key=b"cam-%d" % (i % 8), value=FRAME)
+        producer.poll(0)  # delivery callbacks, as a publisher counting acks would
+
+    paced(send, n)
+    producer.flush(30)
     return n
 
 
@@ -132,6 +168,12 @@ def main() -> None:
                                      ("confluent", produce_confluent, "results-ck")):  # fmt: skip
             result = timed(lambda p=produce, t=topic: p(address, t, n, 32))
             report(f"produce result/1 (~450 B), {name}", result)
+        frames = min(n, 2_000)  # paced: 5 s at 400/s
+        for name, publish in (("kafka-python", publish_kafka_python),
+                              ("confluent", publish_confluent)):  # fmt: skip
+            admin.create_topics([NewTopic(f"camera-{name}", PARTITIONS, 1)])
+            result = timed(lambda p=publish, t=f"camera-{name}": p(address, t, frames))
+            report(f"publish 61 KB frames at {CAMERA_RATE}/s, {name}", result)
         for topic, size in (("frames-small", 192), ("frames-large", 61_000)):
             filler = KafkaProducer(bootstrap_servers=address, linger_ms=20, batch_size=1 << 20,
                                    max_request_size=1 << 24)  # fmt: skip

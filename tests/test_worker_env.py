@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from framewire.worker_process import child_env
+from tests.cli_helpers import invoke
 
 # The module, not the click command that framewire.cli exports under the same name.
 worker_cli = importlib.import_module("framewire.cli.worker")
@@ -26,12 +27,13 @@ def test_child_workers_get_it_unless_the_user_set_it(settings, monkeypatch) -> N
 @pytest.mark.parametrize(
     ("argv0", "preset", "device", "restarts"),
     [("/venv/bin/framewire", None, "cpu", True),
-     ("/work/framewire/__main__.py", None, "auto", True),  # python -m framewire; no CUDA here
+     ("/work/framewire/__main__.py", None, "cpu", True),  # python -m framewire
+     ("/venv/bin/framewire", None, "cuda", False),  # nothing to gain on a GPU worker
      ("/venv/bin/framewire", "ACTIVE", "cpu", False),  # the user's choice
      ("/venv/bin/pytest", None, "cpu", False)],  # the CLI called in-process
 )  # fmt: skip
 def test_framewire_worker_restarts_itself_with_it(
-    settings, monkeypatch, argv0, preset, device, restarts
+    monkeypatch, argv0, preset, device, restarts
 ) -> None:
     if preset is None:
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -40,7 +42,7 @@ def test_framewire_worker_restarts_itself_with_it(
     monkeypatch.setattr(sys, "argv", [argv0, "worker", "--max-batch", "4"])
     calls = []
     monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
-    worker_cli._restart_with_worker_env(settings.replace(device=device))
+    worker_cli._restart_with_worker_env(device)
     if not restarts:
         assert calls == []
         return
@@ -48,3 +50,10 @@ def test_framewire_worker_restarts_itself_with_it(
     assert path == sys.executable
     assert argv == [sys.executable, "-m", "framewire", "worker", "--max-batch", "4"]
     assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["PATH"] == os.environ["PATH"]
+
+
+@pytest.mark.parametrize(("device", "says"), [("bogus", "unknown device 'bogus'"),
+                                              ("cuda:99", "device 'cuda:99' requested but")])
+def test_a_device_the_worker_cannot_use_is_one_line(settings, device, says) -> None:
+    out = invoke(settings, "worker", "--device", device)
+    assert out.exit_code == 1 and out.output.count("\n") == 1 and says in out.output

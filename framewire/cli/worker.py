@@ -40,7 +40,7 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     given = {key: value for key, value in flags.items() if value is not None}
     settings = settings.replace(**given) if given else settings
     _check_model_source(settings.model)
-    _restart_with_worker_env(settings)
+    _restart_with_worker_env(_checked_device(settings.device))
     device = settings.device.replace(":", "")
     node = name or f"fw-{device}-{socket.gethostname()}-{os.getpid()}@%h"
     app = create_app(settings)
@@ -59,18 +59,26 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     )
 
 
-def _restart_with_worker_env(settings: Settings) -> None:
+def _checked_device(device: str) -> str:
+    """The device this worker will run on; one line and exit 1 when it cannot."""
+    from models.device import resolve_device
+
+    try:
+        return resolve_device(None if device == "auto" else device)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _restart_with_worker_env(device: str) -> None:
     """On a CPU device, start this command again in a process that has the environment a
     worker needs before torch loads (workers/process_env.py); torch is loaded by now. The
     same pid, one interpreter start more; nothing to do when the variables are set, or when
     this process is not the `framewire` command itself (the CLI called in-process)."""
-    from models.device import resolve_device
     from workers.process_env import missing_worker_env
 
     missing = missing_worker_env(os.environ)
-    device = settings.device
     command = Path(sys.argv[0]).name in ("framewire", "__main__.py")
-    if not missing or not command or resolve_device(None if device == "auto" else device) != "cpu":
+    if not missing or not command or device != "cpu":
         return
     sys.stdout.flush()
     sys.stderr.flush()

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from foundation.settings import Settings
-from workers.process_env import missing_worker_env
 
 _names = itertools.count()
 
@@ -23,11 +22,9 @@ class WorkerExited(RuntimeError):
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """This environment without FRAMEWIRE_*, with what a worker needs before torch loads,
-    then the explicit settings, then extra."""
+    """This environment without FRAMEWIRE_*, then the explicit settings, then extra."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEWIRE_")}
-    return {**base, **missing_worker_env(base), **settings.to_env(),
-            "FRAMEWIRE_LOG_FORMAT": "json", **extra}  # fmt: skip
+    return {**base, **settings.to_env(), "FRAMEWIRE_LOG_FORMAT": "json", **extra}
 
 
 class WorkerProcess:

@@ -1,5 +1,5 @@
-"""Environment a worker process needs before torch is imported, which only a new process
-can give it: OpenMP reads its wait policy once, when torch loads it.
+"""Environment a worker process needs before torch is imported: OpenMP reads its wait
+policy once, when torch loads it. `framewire worker` sets what is missing first thing.
 
 OMP_WAIT_POLICY=PASSIVE: between two parallel regions the model's OpenMP threads sleep
 instead of spinning. A CPU worker's model shares the cores with its decode, poll and writer

@@ -9,8 +9,6 @@ from typing import Any
 import click
 
 from foundation.settings import Settings
-from framewire.demo import DemoOptions, format_summary, run_demo
-from framewire.demo_promotion import PromotionError
 
 
 @click.command()
@@ -33,6 +31,10 @@ def demo(
     promote_after: float | None, drift: bool, plot: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Run the end-to-end demo and print frames/s, latency, batch size and accuracy."""
+    # Imported here, as in every command that needs torch: the CLI itself loads without it.
+    from framewire.demo import DemoOptions, format_summary, run_demo
+    from framewire.demo_promotion import PromotionError
+
     if drift:
         _drift(settings, device, plot, as_json)
         return
@@ -75,6 +77,7 @@ def _drift(settings: Settings, device: str, plot: Path | None, as_json: bool) ->
     except MlflowMissing as exc:
         raise click.ClickException(f"--drift: {exc}") from None
     from framewire.demo_drift import DriftOptions, draw, run_drift_demo
+    from framewire.demo_promotion import PromotionError
 
     try:
         summary = run_drift_demo(settings, DriftOptions(device=device), click.echo)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
-from pathlib import Path
 
 import click
 
@@ -33,6 +31,11 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     answering control commands beside it); decoding, batching and writing run in threads
     inside it.
     """
+    from workers.process_env import missing_worker_env
+
+    # Before anything loads torch, which reads it then (workers/process_env.py); the CLI
+    # itself loads without torch (tests/test_worker_env.py holds it to that).
+    os.environ.update(missing_worker_env(os.environ))
     # Imported here so that `framewire --help` does not pay for Celery and torch.
     from foundation.celery import QUEUES
     from workers.app import create_app
@@ -40,7 +43,7 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     given = {key: value for key, value in flags.items() if value is not None}
     settings = settings.replace(**given) if given else settings
     _check_model_source(settings.model)
-    _restart_with_worker_env(_checked_device(settings.device))
+    _check_device(settings.device)
     device = settings.device.replace(":", "")
     node = name or f"fw-{device}-{socket.gethostname()}-{os.getpid()}@%h"
     app = create_app(settings)
@@ -59,31 +62,14 @@ def worker(settings: Settings, name: str | None, **flags: object) -> None:
     )
 
 
-def _checked_device(device: str) -> str:
-    """The device this worker will run on; one line and exit 1 when it cannot."""
+def _check_device(device: str) -> None:
+    """One line and exit 1 when this worker cannot run on the device."""
     from models.device import resolve_device
 
     try:
-        return resolve_device(None if device == "auto" else device)
+        resolve_device(None if device == "auto" else device)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _restart_with_worker_env(device: str) -> None:
-    """On a CPU device, start this command again in a process that has the environment a
-    worker needs before torch loads (workers/process_env.py); torch is loaded by now. The
-    same pid, one interpreter start more; nothing to do when the variables are set, or when
-    this process is not the `framewire` command itself (the CLI called in-process)."""
-    from workers.process_env import missing_worker_env
-
-    missing = missing_worker_env(os.environ)
-    command = Path(sys.argv[0]).name in ("framewire", "__main__.py")
-    if not missing or not command or device != "cpu":
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "framewire", *sys.argv[1:]],
-              {**os.environ, **missing})  # fmt: skip
 
 
 def _check_model_source(model: str) -> None:

@@ -71,8 +71,9 @@ def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings, tmp_p
 def test_bench_null_model_reports_the_framework_against_a_bare_consumer(
     settings: Settings,
 ) -> None:
+    # Two offered rates of its own instead of 10/50/80% of saturation (--rates).
     result = _invoke(settings, "--model", "null", "--device", "cpu", "--frames", "200",
-                     "--load-seconds", "0.5", "--json")  # fmt: skip
+                     "--load-seconds", "0.5", "--rates", "150,400", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     for name in NULL_MODEL_FIELDS:
@@ -86,6 +87,11 @@ def test_bench_null_model_reports_the_framework_against_a_bare_consumer(
     assert (summary["frame_encoding"], summary["frame_bytes"]) == ("raw-bgr8", 8 * 8 * 3)
     assert "decode_fps" not in summary and "naive_fps" not in summary
     assert "framework to bare consumer" in result.output
+    loads = summary["loads"]
+    assert [p["offered_fps"] for p in loads] == [150, 400]
+    assert [p["load"] for p in loads] == pytest.approx(
+        [r / summary["pipeline_fps"] for r in (150, 400)], rel=1e-2)
+    assert all(p["results"] == p["sent"] > 0 for p in loads)
 
 
 def test_the_null_model_serves_raw_frames_of_its_input_size(tmp_path) -> None:
@@ -102,7 +108,9 @@ def test_the_null_model_serves_raw_frames_of_its_input_size(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
-    [("--frame-size", "12", "--frame-size must look like"), ("--frames", "3", "--frames")],
+    [("--frame-size", "12", "--frame-size must look like"), ("--frames", "3", "--frames"),
+     ("--rates", "100,fast", "--rates must be comma-separated"),
+     ("--rates", "100,0", "--rates must be positive")],
 )
 def test_bad_flag_is_a_one_line_error(settings: Settings, flag, value, message) -> None:
     result = _invoke(settings, flag, value)

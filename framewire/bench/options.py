@@ -25,6 +25,7 @@ class BenchOptions:
     frames: int = 2000  # pre-published for the saturation run and the naive baseline
     max_batch: int | None = None  # None: the settings' max_batch
     loads: tuple[float, ...] = DEFAULT_LOADS
+    rates: tuple[float, ...] = ()  # offered frames/s instead of `loads` (--rates)
     load_seconds: float = 6.0  # how long each offered load is sent
     naive_seconds: float = 10.0  # the naive baseline stops after this long (it is slow)
     streams: int = 8  # synthetic cameras the frames are spread over (keys -> partitions)
@@ -44,8 +45,18 @@ class BenchOptions:
             raise BenchOptionError(f"--max-batch must be at least 1, got {self.max_batch}")
         if not self.loads or not all(0 < f <= 1 for f in self.loads):
             raise BenchOptionError(f"loads must be fractions in (0, 1], got {self.loads}")
+        if not all(rate > 0 for rate in self.rates):
+            raise BenchOptionError(f"--rates must be positive frames/s, got {self.rates}")
         if self.null_model and self.batch_curve:
             raise BenchOptionError("--plot draws the decode ceiling, which --model null skips")
+
+    def offered(self, saturation_fps: float) -> list[tuple[float, float]]:
+        """(load as a fraction of saturation, frames/s) for each offered-load phase: the
+        given rates (an operator's own camera count x fps, which may pass saturation),
+        else the default fractions of the measured saturation."""
+        if self.rates:
+            return [(rate / saturation_fps, rate) for rate in self.rates]
+        return [(load, load * saturation_fps) for load in self.loads]
 
     @property
     def null_model(self) -> bool:

@@ -75,7 +75,7 @@ class LoadPoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "load": self.load,
+            "load": round(self.load, 4),
             "offered_fps": round(self.offered_fps, 1),
             "sent": self.sent,
             "results": self.results,

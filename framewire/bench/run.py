@@ -221,9 +221,8 @@ def _pipeline(settings: Settings, pool: FramePool, options: BenchOptions, max_ba
     if profiler is not None:
         echo(f"pipeline: {profiler.outcome}")
     points = []
-    for load in options.loads:
-        rate = load * sat.fps
-        phase_streams = stream_ids(run_id, f"load{round(load * 100)}", options.streams)
+    for phase, (load, rate) in enumerate(options.offered(sat.fps)):
+        phase_streams = stream_ids(run_id, f"load{phase}", options.streams)
         point = measure_load(settings, pool, SinkReader(client, phase_streams), phase_streams,
                              load, rate, options.load_seconds, check, stack_pids)  # fmt: skip
         echo(f"load {load:.0%} ({rate:,.0f} frames/s): p50 {point.p50_ms:.1f} ms, "

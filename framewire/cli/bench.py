@@ -34,6 +34,8 @@ from framewire.services import ensure_services
 @click.option("--max-batch", type=int, help="the worker's max batch [FRAMEWIRE_MAX_BATCH, 32]")
 @click.option("--load-seconds", type=float, default=6.0, show_default=True,
               help="how long each offered load (10%, 50%, 80% of saturation) is sent")  # fmt: skip
+@click.option("--rates", metavar="FPS,...", help="offer these frames/s (for example your "
+              "cameras x fps) instead of 10%, 50% and 80% of the measured saturation")
 @click.option("--naive-seconds", type=float, default=10.0, show_default=True,
               help="the naive baseline stops after this long")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="end with one JSON summary line")
@@ -64,13 +66,15 @@ from framewire.services import ensure_services
               "while a backfill runs on the same worker (--load-seconds each)")  # fmt: skip
 @click.pass_obj
 def bench(settings: Settings, device: str | None, model: str, input_size: int, frame_size: str,
-          frames: int, max_batch: int | None, load_seconds: float, naive_seconds: float,
-          as_json: bool, plot: Path | None, profile: Path | None, gateway: bool,
-          concurrency: str, soak_minutes: float | None, soak_streams: int, soak_fps: float,
+          frames: int, max_batch: int | None, load_seconds: float, rates: str | None,
+          naive_seconds: float, as_json: bool, plot: Path | None, profile: Path | None,
+          gateway: bool, concurrency: str, soak_minutes: float | None, soak_streams: int,
+          soak_fps: float,
           soak_interval_s: float, csv_path: Path | None, backfill_fps: float | None,
           ) -> None:  # fmt: skip
     """Measure model-only and decode ceilings, pipeline saturation, latency at 10/50/80%
-    load and the naive one-frame-at-a-time baseline, on one device and model.
+    load (or at --rates) and the naive one-frame-at-a-time baseline, on one device and
+    model.
 
     With --model null: the framework's own ceiling, the pipeline against a bare consumer
     reading the same records (docs/PERFORMANCE.md).
@@ -108,7 +112,7 @@ def bench(settings: Settings, device: str | None, model: str, input_size: int, f
         options = BenchOptions(
             device=device, model=model, input_size=input_size, frame_width=width,
             frame_height=height, frames=frames, max_batch=max_batch,
-            load_seconds=load_seconds, naive_seconds=naive_seconds,
+            load_seconds=load_seconds, rates=_rates(rates), naive_seconds=naive_seconds,
             batch_curve=plot is not None, profile=profile,
         )  # fmt: skip
         summary = run_bench(settings, options, click.echo)
@@ -175,6 +179,17 @@ def _draw(draw: Any, summary: dict[str, Any], plot: Path) -> None:
         click.echo(f"plot: {draw(summary, plot)}")
     except PlotUnavailable as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _rates(text: str | None) -> tuple[float, ...]:
+    if text is None:
+        return ()
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.ClickException(
+            f"--rates must be comma-separated frames/s, got {text!r}"
+        ) from None
 
 
 def _concurrencies(text: str) -> list[int]:

@@ -118,6 +118,14 @@ def event_sender(settings: Settings, key: str) -> Iterator[Callable[[Event], Non
         producer.close(timeout=10)
 
 
+def group_timing_ms(settings: Settings) -> tuple[int, int]:
+    """A consumer-group member's session timeout and heartbeat interval (ms): a crashed
+    member's partitions wait the timeout for it, and it heartbeats three times within it,
+    as Kafka advises."""
+    session_ms = int(settings.consumer_session_timeout_s * 1000)
+    return session_ms, max(500, session_ms // 3)
+
+
 def fetch_config(settings: Settings) -> dict[str, int]:
     """Consumer sizes that let a fetch carry the largest accepted frame.
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, Message
 
-from foundation.kafka import fetch_config
+from foundation.kafka import fetch_config, group_timing_ms
 from foundation.settings import Settings
 
 # librdkafka keeps fetching ahead into a local queue until it holds this much: a bound on
@@ -59,7 +59,7 @@ def consumer_config(settings: Settings, client_id: str, fetch_wait_ms: int) -> d
     by hand), fetches that fit the largest accepted frame, and a short fetch wait."""
     s = settings
     fetch = fetch_config(s)
-    session_ms = int(s.consumer_session_timeout_s * 1000)
+    session_ms, heartbeat_ms = group_timing_ms(s)
     return {
         "bootstrap.servers": s.kafka_bootstrap,
         "group.id": s.group_id,
@@ -78,8 +78,6 @@ def consumer_config(settings: Settings, client_id: str, fetch_wait_ms: int) -> d
         "fetch.queue.backoff.ms": _FETCH_QUEUE_BACKOFF_MS,
         # Draining a revoked partition may take up to drain_timeout_s inside consume().
         "max.poll.interval.ms": int((s.drain_timeout_s + 60) * 1000),
-        # A crashed worker's partitions wait this long for it; heartbeats three times
-        # within it, as Kafka advises.
         "session.timeout.ms": session_ms,
-        "heartbeat.interval.ms": max(500, session_ms // 3),
+        "heartbeat.interval.ms": heartbeat_ms,
     }

@@ -53,18 +53,6 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def cpu_threads(settings: Settings) -> int:
-    """The model's threads on a CPU device to begin with: FRAMEWIRE_CPU_THREADS, else the
-    cores the decode threads leave free (workers/model_threads.py may give it every core)."""
-    if settings.cpu_threads > 0:
-        return settings.cpu_threads
-    return _model_threads(settings).shared
-
-
-def _model_threads(settings: Settings) -> ModelThreads:
-    return ModelThreads(os.cpu_count() or 1, settings.decode_threads)
-
-
 class StreamingPipeline:
     def __init__(self, settings: Settings, worker: str | None = None) -> None:
         self.settings = settings
@@ -74,6 +62,12 @@ class StreamingPipeline:
         limit = settings.in_flight_limit
         self.tracker = OffsetTracker()
         self.decoder = FrameDecoder(settings.max_frame_bytes, settings.max_frame_pixels)
+        # The model's threads on a CPU device to begin with: FRAMEWIRE_CPU_THREADS, else
+        # the cores the decode threads leave, which the device thread may raise to every
+        # core once it has measured the model against decoding (workers/model_threads.py).
+        threads = ModelThreads(os.cpu_count() or 1, settings.decode_threads)
+        self.cpu_threads = settings.cpu_threads if settings.cpu_threads > 0 else threads.shared
+        adaptive = self.device == "cpu" and settings.cpu_threads <= 0
         # What the decode threads do with a frame: decode_or_defer once JPEGs go to the GPU.
         self._decode = self.decoder.decode
         self.decode_plan: DecodePlan | None = None  # decided with the first model
@@ -103,8 +97,7 @@ class StreamingPipeline:
             begin_redelivered=self._begin_redelivered,
             backfill=self.backfill,
             observe_every=settings.observe_every,
-            model_threads=_model_threads(settings)
-            if self.device == "cpu" and settings.cpu_threads <= 0 else None,
+            model_threads=threads if adaptive else None,
         )
         self.model_source = settings.model or ""  # what the engine serving now came from
         self.model_watcher = ModelWatcher(
@@ -239,7 +232,7 @@ class StreamingPipeline:
 
     def _build_engine(self, model: LoadedModel) -> InferenceEngine:
         return InferenceEngine(
-            model, self.device, self.settings.max_batch, cpu_threads=cpu_threads(self.settings),
+            model, self.device, self.settings.max_batch, cpu_threads=self.cpu_threads,
         )  # fmt: skip
 
     def build_engine_for(self, source: str) -> InferenceEngine:
@@ -299,7 +292,7 @@ class StreamingPipeline:
         if self.device != "cpu":
             return None
         threads = self.device_stage.model_threads
-        return threads.threads if threads is not None else self.settings.cpu_threads
+        return threads.threads if threads is not None else self.cpu_threads
 
     def not_ready_reasons(self) -> list[str]:
         """Why the worker cannot serve now; empty when it can (workers/health.py)."""

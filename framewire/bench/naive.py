@@ -16,7 +16,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from foundation.kafka import producer_config
+from foundation.kafka import group_timing_ms, producer_config
 from foundation.rediskeys import result_key
 from foundation.settings import Settings
 from schemas import Latency, ModelRef, Prediction, Result, Source, now_ms
@@ -36,7 +36,7 @@ class NaiveRun:
 def run_naive(settings: Settings, engine: InferenceEngine, frames: int,
               max_seconds: float) -> NaiveRun:  # fmt: skip
     """Process up to `frames` frames (or for max_seconds) one by one; frames/s."""
-    session_ms = int(settings.consumer_session_timeout_s * 1000)
+    session_ms, heartbeat_ms = group_timing_ms(settings)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=settings.group_id,
@@ -47,7 +47,7 @@ def run_naive(settings: Settings, engine: InferenceEngine, frames: int,
         # The worker's session timeout: the join (about half of it against the embedded
         # broker) is not part of the figure, but the bench waits for it all the same.
         session_timeout_ms=session_ms,
-        heartbeat_interval_ms=max(500, session_ms // 3),
+        heartbeat_interval_ms=heartbeat_ms,
     )
     producer = KafkaProducer(**producer_config(settings, linger_ms=0))
     client = redis.Redis.from_url(settings.redis_url)

@@ -8,14 +8,17 @@ stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from foundation.settings import Settings
 from framewire.services import ensure_services
+
+T = TypeVar("T")
 
 
 @click.command()
@@ -182,26 +185,29 @@ def _draw(draw: Any, summary: dict[str, Any], plot: Path) -> None:
 
 
 def _rates(text: str | None) -> tuple[float, ...]:
-    if text is None:
-        return ()
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise click.ClickException(
-            f"--rates must be comma-separated frames/s, got {text!r}"
-        ) from None
+    return () if text is None else tuple(_listed(text, float, "--rates", "frames/s"))
 
 
 def _concurrencies(text: str) -> list[int]:
-    try:
-        levels = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        levels = []
-    if not levels or min(levels) < 1:
-        raise click.ClickException(
-            f"--concurrency must be comma-separated positive integers, got {text!r}"
-        )
+    levels = _listed(text, int, "--concurrency", "positive integers")
+    if min(levels) < 1:
+        raise _not_listed("--concurrency", "positive integers", text)
     return levels
+
+
+def _listed(text: str, convert: Callable[[str], T], flag: str, what: str) -> list[T]:
+    """A comma-separated flag's values, or one line saying what it takes."""
+    try:
+        values = [convert(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise _not_listed(flag, what, text)
+    return values
+
+
+def _not_listed(flag: str, what: str, text: str) -> click.ClickException:
+    return click.ClickException(f"{flag} must be comma-separated {what}, got {text!r}")
 
 
 def _gateway(settings: Settings, levels: list[int], requests: int, device: str,

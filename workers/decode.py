@@ -84,9 +84,8 @@ class FrameDecoder:
         assert frame is not None
         if frame.encoding != "jpeg":
             return self.decode_image(item, spec)
-        try:  # what to_bgr checks before decoding, in the same order
-            self._check_pixels(*image_size(frame.data, "jpeg"))
-            check_complete(frame.data, "jpeg")
+        try:
+            self._checked_size(frame)
             exif = jpeg_has_exif(frame.data)
         except Exception as exc:  # whatever a hostile header triggers, the worker goes on
             item.fail("decode", _failure(exc))
@@ -108,9 +107,7 @@ class FrameDecoder:
             image = np.frombuffer(frame.data, np.uint8).reshape(height, width, 3)
             conversion = _RAW_CHANNELS[frame.encoding]
             return cv2.cvtColor(image, conversion) if conversion is not None else image
-        width, height = image_size(frame.data, frame.encoding)
-        self._check_pixels(width, height)
-        check_complete(frame.data, frame.encoding)
+        width, height = self._checked_size(frame)
         flag = cv2.IMREAD_COLOR
         if frame.encoding == "jpeg" and spec is not None:
             flag = reduced_jpeg_flag(width, height, spec)
@@ -118,6 +115,14 @@ class FrameDecoder:
         if image is None:
             raise DecodeError(f"cannot decode {frame.encoding} image")
         return image
+
+    def _checked_size(self, frame: Frame) -> tuple[int, int]:
+        """An encoded frame's size from its header, once it is within the pixel limit and
+        complete: what is checked before decoding, on the CPU or (JPEG) on the GPU."""
+        width, height = image_size(frame.data, frame.encoding)
+        self._check_pixels(width, height)
+        check_complete(frame.data, frame.encoding)
+        return width, height
 
     def _check_pixels(self, width: int, height: int) -> None:
         if width * height > self.max_pixels:

@@ -290,30 +290,26 @@ class InferenceEngine:
     def _check(self, images: np.ndarray, any_size: bool = False) -> int:
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
             raise ValueError("expected a uint8 numpy array of prepared images")
-        if images.ndim != 4 or images.shape[1:] != self._shape:
-            h, w, _ = self._shape
-            raise ValueError(
-                f"expected N x {h} x {w} x 3 images (model {self.card.name} input), "
-                f"got shape {images.shape}"
-            )
-        if not any_size and len(images) > self.max_batch:
-            raise ValueError(f"batch of {len(images)} exceeds max_batch {self.max_batch}")
-        return len(images)
+        return self._check_batch(tuple(images.shape), any_size)
 
     def _check_resident(self, batch: torch.Tensor) -> int:
         if not isinstance(batch, torch.Tensor) or batch.dtype != torch.uint8:
             raise ValueError("expected a uint8 tensor of prepared images")
         if batch.device != self.device:
             raise ValueError(f"expected a batch on {self.device}, got one on {batch.device}")
-        h, w, _ = self._shape
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self._shape:
+        return self._check_batch(tuple(batch.shape))
+
+    def _check_batch(self, shape: tuple[int, ...], any_size: bool = False) -> int:
+        """The batch size of an N x H x W x 3 batch of this model's input size."""
+        if len(shape) != 4 or shape[1:] != self._shape:
+            h, w, _ = self._shape
             raise ValueError(
                 f"expected N x {h} x {w} x 3 images (model {self.card.name} input), "
-                f"got shape {tuple(batch.shape)}"
+                f"got shape {shape}"
             )
-        if len(batch) > self.max_batch:
-            raise ValueError(f"batch of {len(batch)} exceeds max_batch {self.max_batch}")
-        return len(batch)
+        if not any_size and shape[0] > self.max_batch:
+            raise ValueError(f"batch of {shape[0]} exceeds max_batch {self.max_batch}")
+        return shape[0]
 
 
 def _embedding_hook(module: torch.nn.Module, sink: Any) -> Any:

@@ -36,8 +36,8 @@ class LoadedModel:
     card: ModelCard
     module: nn.Module
 
-    def postprocess(self, logits: torch.Tensor) -> list[list[dict]]:
-        """N x C logits -> per image the top-k {"label", "score"}, best first (result/1)."""
+    def check_logits(self, logits: torch.Tensor) -> None:
+        """Raise unless postprocess can read these outputs (N x C logits for C labels)."""
         if self.card.task != "classification":
             raise NotImplementedError(f"no postprocessing for task {self.card.task!r} yet")
         labels = self.card.labels
@@ -46,6 +46,11 @@ class LoadedModel:
                 f"expected N x {len(labels)} logits for {len(labels)} labels, "
                 f"got shape {tuple(logits.shape)}"
             )
+
+    def postprocess(self, logits: torch.Tensor) -> list[list[dict]]:
+        """N x C logits -> per image the top-k {"label", "score"}, best first (result/1)."""
+        self.check_logits(logits)
+        labels = self.card.labels
         k = min(TOP_K, len(labels))
         scores, indices = torch.softmax(logits.float(), dim=1).topk(k, dim=1)  # sorted
         return [

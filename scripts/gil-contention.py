@@ -1,11 +1,14 @@
 """How long the demo model's forward takes beside busy Python threads, eager and as the
-frozen TorchScript graph the CPU engine serves (docs/PERFORMANCE.md, "Latency under load").
+frozen TorchScript graph the CPU engine serves (docs/PERFORMANCE.md, "Latency under load"),
+and the device thread's host steps around it: stacking a batch's images, and turning
+logits into predictions.
 
     .venv/bin/python scripts/gil-contention.py [--busy 1] [--switch-interval 0.005]
 
 Eager PyTorch takes the GIL back after every op; a busy Python thread (the worker's poll or
 writer) makes each of those waits up to a switch interval. The frozen graph runs in C++ and
-takes it once per call.
+takes it once per call. The same holds for any call that lets the GIL go: numpy's copies
+(np.stack releases it once per image) and every torch op (softmax, top-k).
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import torch
 from models import load_model
 from models.loader import DEFAULT_MODEL_DIR
 from models.normalise import normalisation
+from workers.host_batch import stack_images
 from workers.optimize import for_inference, frozen
 
 BATCH = 12
 
 
-def median_and_p95_ms(forward, x: torch.Tensor, rounds: int = 60) -> tuple[float, float]:
+def median_and_p95_ms(forward, x: object, rounds: int = 60) -> tuple[float, float]:
     times = []
     with torch.inference_mode():
         for _ in range(rounds):
@@ -54,9 +58,17 @@ def main() -> None:
     def eager(batch: torch.Tensor) -> torch.Tensor:
         return eager_module(batch.permute(0, 3, 1, 2).float().mul_(scale).add_(shift))
 
-    candidates = {"eager": eager, "frozen": graph}
-    for name, forward in candidates.items():
-        print(f"{name:7s} alone: median %.2f ms, p95 %.2f ms" % median_and_p95_ms(forward, pixels))
+    images = [pixels[0].numpy().copy() for _ in range(30)]
+    logits = graph(pixels)
+    candidates = {
+        "eager": (eager, pixels),
+        "frozen": (graph, pixels),
+        "np.stack, 30 images": (np.stack, images),
+        "stack_images, 30 images": (stack_images, images),
+        "postprocess": (model.postprocess, logits),
+    }
+    for name, (forward, x) in candidates.items():
+        print(f"{name:24s} alone: median %.2f ms, p95 %.2f ms" % median_and_p95_ms(forward, x))
     stop = threading.Event()
 
     def busy() -> None:
@@ -65,10 +77,10 @@ def main() -> None:
 
     for _ in range(args.busy):
         threading.Thread(target=busy, daemon=True).start()
-    for name, forward in candidates.items():
-        print(f"{name:7s} beside {args.busy} busy thread(s), switch interval "
+    for name, (forward, x) in candidates.items():
+        print(f"{name:24s} beside {args.busy} busy thread(s), switch interval "
               f"{args.switch_interval * 1000:g} ms: median %.2f ms, p95 %.2f ms"
-              % median_and_p95_ms(forward, pixels))  # fmt: skip
+              % median_and_p95_ms(forward, x))  # fmt: skip
     stop.set()
 
 

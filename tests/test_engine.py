@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,10 @@ from models.architectures import SmallCNN
 from models.device import resolve_device
 from models.loader import LoadedModel
 from models.spec import InputSpec, ModelCard
+from workers.batcher import DynamicBatcher
+from workers.device import DeviceStage, Rejected
 from workers.engine import InferenceEngine
+from workers.work import WorkItem
 
 LABELS = ["circle", "square", "triangle", "star", "cross", "ring"]
 SPEC = InputSpec(width=40, height=32)
@@ -55,18 +60,22 @@ def test_predict_matches_plain_module(model: LoadedModel, images: np.ndarray) ->
                                                abs=1e-4)
 
 
-def test_cpu_batches_run_frozen_and_an_observed_one_eagerly_with_the_same_answers(
+def test_cpu_batches_run_frozen_and_an_observed_one_too_with_the_eager_answers(
     model: LoadedModel, images: np.ndarray
 ) -> None:
     engine = InferenceEngine(model, "cpu", max_batch=16, warm_up=False)
     assert isinstance(engine._frozen, torch.jit.ScriptModule)
     served = engine.submit(images)
-    observed = engine.submit(images, observe=True)  # the embedding hook needs the eager module
-    answers = served.result(), observed.result()
+    observed = engine.submit(images, observe=True)  # the graph returns the embeddings too
+    engine._frozen = None
+    eager = engine.submit(images, observe=True)  # the hook on the eager module
+    answers = served.result(), observed.result(), eager.result()
     assert served.embeddings() is None and len(observed.embeddings()) == len(images)
-    for a, b in zip(*answers, strict=True):
-        assert [p["label"] for p in a] == [p["label"] for p in b]
-        assert [p["score"] for p in a] == pytest.approx([p["score"] for p in b], abs=1e-5)
+    np.testing.assert_allclose(observed.embeddings(), eager.embeddings(), rtol=1e-4, atol=1e-4)
+    for a, *others in zip(*answers, strict=True):
+        for b in others:
+            assert [p["label"] for p in a] == [p["label"] for p in b]
+            assert [p["score"] for p in a] == pytest.approx([p["score"] for p in b], abs=1e-5)
 
 
 def test_batch_equals_one_at_a_time(model: LoadedModel, images: np.ndarray) -> None:
@@ -139,3 +148,22 @@ def test_resolve_device(model: LoadedModel) -> None:
             resolve_device("cuda:0")
         with pytest.raises(ValueError, match="CUDA is not available"):
             InferenceEngine(model, "cuda")
+
+
+def test_outputs_that_do_not_fit_the_card_fail_on_the_device_thread(images: np.ndarray) -> None:
+    """wait() checks the outputs, so a model whose logits do not match its labels fails where
+    the device stage rejects its frames; the writer only builds predictions that fit."""
+    card = ModelCard("t", "1", "small-cnn", "classification", LABELS, SPEC)
+    engine = InferenceEngine(LoadedModel(card, SmallCNN(len(LABELS) + 1).eval()), "cpu",
+                             max_batch=4, warm_up=False)  # fmt: skip
+    with pytest.raises(ValueError, match="expected N x 6 logits"):
+        engine.submit(images[:2]).wait()
+    finished: queue.Queue = queue.Queue()
+    stage = DeviceStage(DynamicBatcher(queue.Queue(), 4, 0), lambda: engine, finished,
+                        prepare_again=lambda item, e: item, on_model_loaded=lambda e: None)
+    stage.engine = engine
+    items = [WorkItem(None, 1, 0.0, image=image, input_spec=SPEC) for image in images[:2]]
+    stage._collect(stage._launch(items))
+    rejected = finished.get_nowait()
+    assert isinstance(rejected, Rejected) and rejected.items == items
+    assert {item.error_stage for item in items} == {"inference"}

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from models.architectures import ARCHITECTURES
+from models.observe import embedding_hook
 from workers.optimize import for_inference, frozen
 
 
@@ -78,6 +79,23 @@ def test_the_frozen_graph_gives_the_eager_outputs_at_any_batch_size(architecture
     with torch.inference_mode():
         expected = module(batch.permute(0, 3, 1, 2).float() / 255)
         torch.testing.assert_close(graph(batch), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_frozen_graph_returns_the_final_linears_input_as_embeddings() -> None:
+    module = for_inference(_with_statistics(ARCHITECTURES["small-cnn"](6)))
+    graph = frozen(module, SCALE, SHIFT, SHAPE, max_batch=8, embeddings=True)
+    assert graph is not None
+    assert not any(m._forward_hooks for m in module.modules())  # the trace's hook is gone
+    batch = torch.randint(0, 256, (5, *SHAPE), dtype=torch.uint8)
+    taken: list[torch.Tensor] = []
+    handle = embedding_hook(module, taken.append)
+    with torch.inference_mode():
+        logits, embeddings = graph(batch)
+        assert not taken  # the graph runs no Python hook
+        expected = module(batch.permute(0, 3, 1, 2).float() / 255)
+    handle.remove()
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(embeddings, taken[0], rtol=1e-4, atol=1e-4)
 
 
 class _SizeDependent(nn.Module):

@@ -30,6 +30,7 @@ from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
 from workers.device_decode import DeviceJpegDecoder
 from workers.engine import InferenceEngine, PendingBatch
+from workers.host_batch import stack_images
 from workers.model_threads import ModelThreads
 from workers.threads import name_os_thread
 from workers.work import WorkItem
@@ -53,13 +54,20 @@ class FinishedBatch:
     """A batch the device ran: predictions[i] belongs to items[i]."""
 
     items: list[WorkItem]
-    predictions: list[list[dict]]
+    pending: PendingBatch  # waited for and checked: its predictions cannot fail for its shape
     model_name: str
     model_version: str
     task: str
     launched_at: float
     inference_ms: float
     observed: Observed | None = None  # one batch in FRAMEWIRE_OBSERVE_EVERY
+
+    @property
+    def predictions(self) -> list[list[dict]]:
+        """Per frame its top-k, best first; built on first use, by the writer. Off the device
+        thread, which every frame passes: each torch op lets the GIL go, and winning it back
+        beside the other threads took milliseconds (scripts/gil-contention.py)."""
+        return self.pending.result()
 
 
 @dataclass
@@ -201,7 +209,7 @@ class DeviceStage(threading.Thread):
             observe = self.observe_every > 0 and self._batches % self.observe_every == 0
             images: np.ndarray | torch.Tensor
             if on_device is None:
-                images = np.stack([item.image for item in items])
+                images = stack_images([item.image for item in items])
                 launched.pending = engine.submit(images, observe=observe)
             else:
                 images = on_device
@@ -249,7 +257,7 @@ class DeviceStage(threading.Thread):
 
     def _collect(self, launched: _Launched) -> None:
         try:
-            predictions = launched.pending.result()
+            launched.pending.wait()
         except Exception as exc:
             self._fail(launched.items, exc)
             return
@@ -269,7 +277,7 @@ class DeviceStage(threading.Thread):
         self.finished.put(
             FinishedBatch(
                 items=launched.items,
-                predictions=predictions,
+                pending=launched.pending,
                 model_name=card.name,
                 model_version=card.version,
                 task=card.task,

@@ -31,6 +31,7 @@ from foundation.log import get_logger
 from models.decode import reduced_jpeg_factor
 from models.spec import LETTERBOX_FILL, InputSpec, letterbox_placement
 from workers.decode import FrameDecoder
+from workers.host_batch import stack_images
 from workers.work import WorkItem
 
 log = get_logger(__name__)
@@ -164,7 +165,7 @@ class DeviceJpegDecoder:
         rows: dict[int, torch.Tensor] = {}  # each item's prepared image, by its place
         on_cpu = [i for i, item in enumerate(items) if item not in decoded]
         if on_cpu:  # raw, PNG, EXIF or refused frames: rare, so one plain upload
-            images = np.stack([items[i].image for i in on_cpu])
+            images = stack_images([items[i].image for i in on_cpu])
             rows.update(zip(on_cpu, torch.from_numpy(images).to(self.device), strict=True))
         by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, item in enumerate(items):

@@ -54,14 +54,23 @@ class PendingBatch:
         return None if self._embeddings is None else self._embeddings.numpy()
 
     def done(self) -> bool:
-        """True when result() will not wait."""
+        """True when wait() and result() will not wait for the device."""
         return self._event is None or self._event.query()
+
+    def wait(self) -> None:
+        """Wait for the device and check the outputs, raising what result() would raise.
+        result() then only builds the predictions: Python and two small torch ops, which
+        the worker leaves to its writer thread (workers/device.py, FinishedBatch)."""
+        if self._event is not None:
+            self._event.synchronize()
+            self._event = None
+        if self._logits is not None:
+            self._model.check_logits(self._logits)
 
     def result(self) -> list[list[dict]]:
         """Wait for the device, then per image the predictions, best first."""
         if self._result is None:
-            if self._event is not None:
-                self._event.synchronize()
+            self.wait()
             logits = self._logits
             self._result = [] if logits is None else self._model.postprocess(logits)
             self._logits = None
@@ -115,11 +124,12 @@ class InferenceEngine:
         # Normalisation folded into one multiply-add on the device (models/normalise.py,
         # shared with training and evaluation so both see the same numbers).
         self._scale, self._shift = normalisation(spec, self.device)
-        # On the CPU, batches run as one frozen graph that holds no GIL (workers/optimize.py);
-        # an observed batch runs eagerly, since the embedding hook lives on the eager module.
+        # On the CPU, batches run as one frozen graph that holds no GIL (workers/optimize.py),
+        # observed ones too: the graph returns the embeddings beside the logits.
         self._frozen = None
         if not self.is_cuda and self.autocast_dtype is None:
-            self._frozen = frozen(module, self._scale, self._shift, self._shape, max_batch)
+            self._frozen = frozen(module, self._scale, self._shift, self._shape, max_batch,
+                                  embeddings=self._embedding_hook is not None)  # fmt: skip
 
         self._stream: torch.cuda.Stream | None = None
         self._slots: list[_PinnedSlot] = []
@@ -252,7 +262,9 @@ class InferenceEngine:
 
     def _run_cpu(self, batch: torch.Tensor) -> PendingBatch:
         logits = self._forward(batch)
-        return PendingBatch(self.model, logits.float(), embeddings=self._take_embeddings())
+        if logits.dtype != torch.float32:  # a torch call lets the GIL go; skip the no-op
+            logits = logits.float()
+        return PendingBatch(self.model, logits, embeddings=self._take_embeddings())
 
     def _keep_embeddings(self, embeddings: torch.Tensor) -> None:
         if self._observing:  # the hook runs on every forward; only observed ones are kept
@@ -266,8 +278,13 @@ class InferenceEngine:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC (on the device) -> logits: layout, normalisation and model on-device."""
-        if self._frozen is not None and not self._observing:
-            return self._frozen(batch)
+        if self._frozen is not None:
+            out = self._frozen(batch)
+            if not isinstance(out, tuple):
+                return out
+            logits, embeddings = out
+            self._keep_embeddings(embeddings)
+            return logits
         x = to_model_input(batch, self._scale, self._shift, channels_last=self.is_cuda)
         autocast = (
             torch.autocast(self.device.type, dtype=self.autocast_dtype)

@@ -19,6 +19,7 @@ The graph runs in C++ with the GIL released for the whole call.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import structlog
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from models.normalise import to_model_input
+from models.observe import embedding_hook
 
 log = structlog.get_logger(__name__)
 
@@ -53,26 +55,40 @@ def _has_batch_norm(module: nn.Module) -> bool:
 
 
 class _Served(nn.Module):
-    """uint8 N x H x W x 3 -> logits: what the engine runs for a batch, as one module."""
+    """uint8 N x H x W x 3 -> logits, or (logits, embeddings): what the engine runs for a
+    batch, as one module. The embeddings (the final Linear's input, models/observe.py) are
+    taken by a hook while tracing, so the graph returns them as a second output and an
+    observed batch runs frozen like every other."""
 
-    def __init__(self, module: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    def __init__(self, module: nn.Module, scale: torch.Tensor, shift: torch.Tensor,
+                 embeddings: bool) -> None:  # fmt: skip
         super().__init__()
         self.module = module
         self.register_buffer("scale", scale)
         self.register_buffer("shift", shift)
+        self._taken: torch.Tensor | None = None
+        self.hook = embedding_hook(module, self._take) if embeddings else None
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.module(to_model_input(batch, self.scale, self.shift))
+    def _take(self, embeddings: torch.Tensor) -> None:
+        self._taken = embeddings
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.module(to_model_input(batch, self.scale, self.shift))
+        if self.hook is None:
+            return logits
+        embeddings, self._taken = self._taken, None
+        return logits, embeddings
 
 
 def frozen(
     module: nn.Module, scale: torch.Tensor, shift: torch.Tensor, shape: tuple[int, int, int],
-    max_batch: int,
+    max_batch: int, embeddings: bool = False,
 ) -> torch.jit.ScriptModule | None:  # fmt: skip
     """The forward from uint8 pixels to logits as one frozen TorchScript graph, or None when
     the module cannot be traced or the graph does not give the eager outputs at batch 1,
-    an odd size and max_batch (a trace bakes in whatever Python decided at trace time)."""
-    served = _Served(module, scale, shift).eval()
+    an odd size and max_batch (a trace bakes in whatever Python decided at trace time).
+    embeddings: the graph returns (logits, embeddings), for a module with a final Linear."""
+    served = _Served(module, scale, shift, embeddings).eval()
     sizes = sorted({1, min(3, max_batch), max_batch})
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator)
@@ -82,10 +98,19 @@ def frozen(
             warnings.simplefilter("ignore")  # trace and freeze warn about what they check
             graph = torch.jit.freeze(torch.jit.trace(served, inputs[-1], check_trace=False))
             for x in inputs:
-                if not torch.allclose(graph(x), served(x), rtol=1e-4, atol=1e-4):
+                if not _same(graph(x), served(x)):
                     raise ValueError(f"outputs differ from eager at batch {len(x)}")
     except Exception as exc:  # tracing raises many types; eager serves the model all the same
         log.warning("model not frozen: eager on the CPU",
                     error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
         return None
+    finally:
+        if served.hook is not None:
+            served.hook.remove()  # the graph has the embeddings; the eager module keeps none
     return graph
+
+
+def _same(graph_out: Any, eager_out: Any) -> bool:
+    pairs = zip(graph_out, eager_out, strict=True) if isinstance(eager_out, tuple) else [
+        (graph_out, eager_out)]  # fmt: skip
+    return all(torch.allclose(g, e, rtol=1e-4, atol=1e-4) for g, e in pairs)

@@ -98,6 +98,8 @@ class ResultWriter(threading.Thread):
             job = self._next_job()
             if job is None:
                 continue
+            if isinstance(job, FinishedBatch):
+                job = self._predicted(job)
             try:
                 if isinstance(job, FinishedBatch):
                     self._unacked.append(self._send_batch(job))
@@ -120,6 +122,18 @@ class ResultWriter(threading.Thread):
             if self._unacked:
                 self._finish(self._unacked.popleft())
             return None
+
+    def _predicted(self, batch: FinishedBatch) -> FinishedBatch | Rejected:
+        """The batch with its predictions built (here, not on the device thread), or its
+        frames rejected when the model's outputs cannot be read as predictions."""
+        try:
+            batch.predictions  # noqa: B018 (built once, kept)
+        except Exception as exc:  # a model's outputs must not stop the writer
+            log.exception("postprocessing failed", frames=len(batch.items))
+            for item in batch.items:
+                item.fail("inference", f"{type(exc).__name__}: {exc}"[:300])
+            return Rejected(batch.items)
+        return batch
 
     def _send_batch(self, batch: FinishedBatch) -> _Unacked:
         """Results to the results topic (sent, not awaited) and Redis; the batch's events."""

@@ -104,6 +104,33 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def rdkafka_producer_config(
+    settings: Settings, client_id: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """librdkafka (confluent-kafka) producer settings, in its names, shared by the publisher
+    (producers/publisher.py, where they are measured and explained) and the worker's sinks
+    (workers/sinks/kafka_sink.py)."""
+    acks = settings.producer_acks
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        "acks": "all" if acks == "all" else int(acks),
+        "linger.ms": settings.producer_linger_ms,
+        "batch.size": settings.producer_batch_bytes,
+        "message.max.bytes": max(settings.max_frame_bytes + 65_536,
+                                 settings.producer_batch_bytes),
+        "compression.type": "none",
+        # The Java client's partitioner (kafka-python's too): a stream's frames land on the
+        # partition backfill planning computes for its key (workers/backfill/plan.py).
+        # librdkafka's own default hashes keys differently.
+        "partitioner": "murmur2_random",
+    }  # fmt: skip
+    config.update(overrides or {})
+    # The idempotent producer requires acks=all.
+    config["enable.idempotence"] = settings.producer_idempotence == "on" and config["acks"] == "all"
+    return config
+
+
 @contextmanager
 def event_sender(settings: Settings, key: str) -> Iterator[Callable[[Event], None]]:
     """send(event) onto the monitoring topic, keyed by `key` (who sends: "monitor",

@@ -2,40 +2,52 @@
 
 key = stream id (one stream stays on one partition, in order), value = image bytes,
 frame/1 headers. `sent` counts only what the broker acknowledged; a delivery failure is
-counted and its error kept. Buffering is bounded here, not in kafka-python: 2.x dropped
-`buffer_memory` (its accumulator grows without limit), so `send` reserves the record's
-bytes against `producer_buffer_bytes` and blocks up to `producer_max_block_s` for room,
-then raises BufferFullError.
+counted and its error kept. The producer is librdkafka's (confluent-kafka): it builds and
+sends the requests in C, on its own threads. 61 KB frames sent one per request at 400/s
+cost it 150 µs of CPU each against kafka-python's 793 (scripts/kafka-clients.py), which a
+camera's box, the gateway's request threads and the bench's sender all pay.
 
-Tuning, measured with `python -m producers.bench` (kafka-python 2.3.3 + crc32c against
-the embedded Tansu broker, 3000 frames of 640x480 synthetic JPEG at quality 90, ~61 KB
-each, 4 partitions, 2-core dev machine, best of 3-5 interleaved runs; three sessions, so
-each figure is a range and only differences larger than it mean anything):
+- Buffering is bounded here: `send` reserves the record's bytes against
+  `producer_buffer_bytes` and blocks up to `producer_max_block_s` for room, then raises
+  BufferFullError. librdkafka's own queue is sized above that bound, so it never refuses
+  first; its produce() never blocks.
+- librdkafka runs delivery callbacks inside poll() or flush() on the calling thread; a
+  thread of the publisher's own polls, so the counts stay current for a camera that only
+  sends.
+- librdkafka connects lazily and retries for ever, so the publisher asks for the topic's
+  metadata when it starts: an unreachable broker, a missing topic (where the broker does
+  not create topics on demand; Tansu does) or a refused name is a one-line PublishError
+  then, not frames failing minutes later. Its log lines go to debug (they repeat at every
+  reconnect).
 
-    settings                                        frames/s      MB/s
-    kafka-python defaults (acks=1, batch 16 KB,
-      linger 0, request 1 MB)                      1,260-1,920    78-120
-    chosen: acks=all, batch 1 MB, linger 5 ms      2,640-3,920   164-244
-      ... acks=1                                   2,470-3,530
-      ... linger 0 / linger 20                     2,070-3,620 / 2,120-2,990
-      ... batch 256 KB / batch 4 MB                1,860-3,000 / 1,700-3,670
-      ... gzip                                       360-396    (CPU-bound)
+Tuning, measured with `python -m producers.bench` (the embedded Tansu broker, 3000 frames
+of 640x480 synthetic JPEG at quality 90, ~61 KB each, 4 partitions, 2-core dev machine,
+best of 3 interleaved runs):
 
-- batch_size 1 MB: the 16 KB default holds no frame at all, so every frame went as a
-  batch of its own; 1 MB (~16 frames) doubled throughput, 4 MB gained nothing.
-- linger_ms 5: in a flood it is within noise of 0 and 20 (batches fill while a request
+    settings                                        frames/s (two sessions)
+    chosen: acks=all, batch 1 MiB, linger 5 ms     5,305-6,380
+      ... acks=1                                   5,732-6,567
+      ... linger 0 / linger 20                     5,583-5,605 / 6,256-6,585
+      ... batch 256 KB / batch 4 MB                4,502-4,555 / 6,823-6,891
+      ... lz4                                      4,759-6,377
+    kafka-python 2.3.3, chosen settings            4,571 (the publisher until 2026-12-03;
+                                                   2,640-3,920 in earlier sessions)
+
+- batch.size 1 MiB (~16 frames), librdkafka's default near enough: 256 KB is a quarter
+  slower in a flood; 4 MB was faster in these two sessions, but a flood is a backfill's
+  pattern, not a camera's, and each request grows with it.
+- linger.ms 5: in a flood it is within noise of 0 and 20 (batches fill while a request
   is in flight anyway); with paced cameras it groups the frames of many streams into one
-  request, for at most 5 ms of added latency.
-- acks=all costs nothing measurable here (one broker) and loses no acknowledged frame
-  on a leader change with real replication.
-- no compression: JPEG/PNG do not shrink further; gzip cut throughput 6-10x.
-- max_request_size follows FRAMEWIRE_MAX_FRAME_BYTES (+ headroom), the largest frame a
-  worker accepts, so a frame the worker would take is never refused here (Tansu took
-  9.5 MB records).
-- buffer_memory is gone from kafka-python 2.x: the bound is ours (above).
-- enable_idempotence: kafka-python 2.3.3 supports it (it forces acks=all and
-  max_in_flight_requests_per_connection=1), but against Tansu every batch of an
-  idempotent producer fails with a fatal UnknownError, so it is off by default and
+  request, for at most 5 ms of added latency (the gateway and the bench's paced sender,
+  one frame at a time, use 0).
+- acks=all costs nothing measurable here (one broker) and loses no acknowledged frame on
+  a leader change with real replication.
+- no compression: JPEG/PNG do not shrink further.
+- message.max.bytes follows FRAMEWIRE_MAX_FRAME_BYTES (+ headroom), the largest frame a
+  worker accepts, so a frame the worker would take is never refused here.
+- the partitioner is the Java client's murmur2 (foundation.kafka.rdkafka_producer_config).
+- enable.idempotence: against Tansu every batch of an idempotent producer failed (with
+  kafka-python; not tried again with librdkafka), so it is off by default and
   FRAMEWIRE_PRODUCER_IDEMPOTENCE=on turns it on for Apache Kafka. Without it a retried
   batch may be written twice; each copy carries the same fw-frame-id, and the workers'
   sinks are idempotent by frame id, so a duplicate overwrites its own result.
@@ -43,19 +55,18 @@ each figure is a range and only differences larger than it mean anything):
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from types import FrameType, TracebackType
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from foundation.kafka import producer_config
+from foundation.kafka import CLIENT_ID, rdkafka_producer_config
 from foundation.log import get_logger
 from foundation.settings import Settings
 from producers.progress import Progress
@@ -67,6 +78,9 @@ log = get_logger(__name__)
 _RECORD_OVERHEAD = 512
 _MAX_ERRORS_KEPT = 20
 _WAIT_SLICE_S = 0.1  # how often a blocked send looks for Ctrl-C
+_ACK_POLL_S = 0.1  # the acks thread's poll: delivery callbacks run within it
+_CONNECT_TIMEOUT_S = 5.0
+_QUEUE_MAX_KBYTES = 2_097_151  # librdkafka's largest: ours (the buffer) is the bound
 
 
 class PublishError(RuntimeError):
@@ -120,7 +134,7 @@ class PublishStats:
 class Publisher:
     """Sends frames to the frames topic (or `topic`); a context manager that flushes on exit.
 
-    Keyword arguments not listed go to KafkaProducer as they are (for measurements).
+    `config`: librdkafka settings over the publisher's own (for measurements and tests).
     """
 
     def __init__(
@@ -129,31 +143,40 @@ class Publisher:
         topic: str | None = None,
         *,
         acks: str | int | None = None,
+        linger_ms: int | None = None,
         max_block_s: float | None = None,
         buffer_bytes: int | None = None,
         close_timeout_s: float = 30.0,
-        **producer_overrides: Any,
+        connect_timeout_s: float = _CONNECT_TIMEOUT_S,
+        config: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic or settings.frames_topic
         self.max_block_s = settings.producer_max_block_s if max_block_s is None else max_block_s
         self.buffer_bytes = settings.producer_buffer_bytes if buffer_bytes is None else buffer_bytes
         self.close_timeout_s = close_timeout_s
+        overrides: dict[str, Any] = {
+            "queue.buffering.max.kbytes": _QUEUE_MAX_KBYTES,
+            "queue.buffering.max.messages": 0,  # no count limit: the bytes are bounded here
+            "logger": _DebugLog(),
+        }
         if acks is not None:
-            producer_overrides["acks"] = "all" if acks == "all" else int(acks)
-        self.config = producer_config(settings, **producer_overrides)
+            overrides["acks"] = "all" if acks == "all" else int(acks)
+        if linger_ms is not None:
+            overrides["linger.ms"] = linger_ms
+        overrides.update(config or {})
+        self.config = rdkafka_producer_config(settings, f"{CLIENT_ID}-producer", overrides)
         self.stats = PublishStats()
         self._lock = threading.Condition()
         self._buffered = 0  # bytes handed over and not yet acknowledged or failed
         self._closed = False
         self._stop_requested = False
         self._in_send = False
-        try:
-            self._producer = KafkaProducer(**self.config)
-        except KafkaError as exc:
-            raise PublishError(
-                f"cannot connect a producer to {settings.kafka_bootstrap}: {exc}"
-            ) from None
+        self._producer = _connected(self.config, self.topic, connect_timeout_s)
+        self._acks_stop = threading.Event()
+        self._acks = threading.Thread(target=self._serve_acks, name="framewire-publisher-acks",
+                                      daemon=True)  # fmt: skip
+        self._acks.start()
 
     # --- sending -----------------------------------------------------------------------
 
@@ -161,6 +184,8 @@ class Publisher:
         """Hand one frame to the producer; returns before it is acknowledged.
 
         Blocks while the buffer is full, up to max_block_s, then raises BufferFullError.
+        A record the producer refuses at once (larger than message.max.bytes) is counted
+        as failed, as a refused delivery is.
         """
         if self._closed:
             raise PublishError("send() on a closed publisher")
@@ -168,23 +193,20 @@ class Publisher:
         size = len(record.value) + len(record.key or b"") + _RECORD_OVERHEAD
         self._reserve(size)
         try:
-            future = self._producer.send(
-                self.topic, key=record.key, value=record.value, headers=record.headers
-            )
-        except KafkaTimeoutError as exc:
-            self._release(size)
-            raise PublishError(
-                f"no metadata for topic {self.topic} from {self.settings.kafka_bootstrap} "
-                f"within {self.max_block_s:g}s (is the broker up and the topic created?): {exc}"
-            ) from None
+            self._producer.produce(
+                self.topic, key=record.key, value=record.value, headers=record.headers,
+                on_delivery=partial(self._on_delivery, size, len(record.value)),
+            )  # fmt: skip
+        except KafkaException as exc:
+            with self._lock:
+                self.stats.accepted += 1
+            self._on_delivery(size, 0, exc.args[0], None)
+            return
         except BaseException:
             self._release(size)
             raise
         with self._lock:
             self.stats.accepted += 1
-        future.add_callback(self._on_delivered, size, len(record.value))
-        future.add_errback(self._on_failed, size)
-
     def publish(
         self, frames: Iterable[Frame], progress: bool = False, limit: int | None = None
     ) -> PublishStats:
@@ -232,9 +254,7 @@ class Publisher:
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every accepted frame is acknowledged or failed; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        # kafka-python's timeout is per batch, not in total: ours is the wait below.
-        with contextlib.suppress(KafkaTimeoutError):
-            self._producer.flush(timeout=timeout_s)
+        self._producer.flush(timeout_s)  # runs the delivery callbacks here too
         with self._lock:
             while self.stats.pending > 0:
                 left = deadline - time.monotonic()
@@ -255,12 +275,12 @@ class Publisher:
                 pending = self.stats.pending
                 self.stats.failed += pending
                 self._note_error(f"{pending} frames not acknowledged within {timeout_s:g}s")
-        try:
-            self._producer.close(timeout=timeout_s if flushed else 0)
-        except KafkaTimeoutError:
-            # close() flushes first and gives up on unacknowledged batches; its sender
-            # thread is a daemon and goes with the process.
+        if not flushed:
             log.warning("producer closed with unacknowledged frames", failed=self.stats.failed)
+            self._producer.purge()  # what is queued or in flight is given up, not waited for
+        self._acks_stop.set()
+        self._acks.join()
+        self._producer.flush(0)  # the purged records' callbacks, which count nothing now
 
     def __enter__(self) -> Publisher:
         return self
@@ -273,27 +293,28 @@ class Publisher:
     ) -> None:
         self.close()
 
-    # --- callbacks (kafka-python's sender thread) ----------------------------------------
+    # --- the broker's answers ------------------------------------------------------------
 
-    def _on_delivered(self, size: int, image_bytes: int, _metadata: Any) -> None:
-        with self._lock:
-            if not self._closed:
-                self.stats.sent += 1
-                self.stats.bytes_sent += image_bytes
-            self._buffered -= size
-            self._lock.notify_all()
+    def _serve_acks(self) -> None:
+        while not self._acks_stop.is_set():
+            self._producer.poll(_ACK_POLL_S)
 
-    def _on_failed(self, size: int, exc: BaseException) -> None:
+    def _on_delivery(self, size: int, image_bytes: int, error: KafkaError | None,
+                     _message: Any) -> None:  # fmt: skip
         first = False
         with self._lock:
             if not self._closed:
-                self.stats.failed += 1
-                first = not self.stats.errors
-                self._note_error(f"{type(exc).__name__}: {exc}")
+                if error is None:
+                    self.stats.sent += 1
+                    self.stats.bytes_sent += image_bytes
+                else:
+                    self.stats.failed += 1
+                    first = not self.stats.errors
+                    self._note_error(_describe(error))
             self._buffered -= size
             self._lock.notify_all()
-        if not self._closed and first:
-            log.warning("frame delivery failed", topic=self.topic, error=str(exc))
+        if first:
+            log.warning("frame delivery failed", topic=self.topic, error=_describe(error))
 
     def _note_error(self, text: str) -> None:
         if len(self.stats.errors) < _MAX_ERRORS_KEPT and text not in self.stats.errors:
@@ -355,6 +376,41 @@ def _stop_source(source: object, iterator: object) -> None:
                 except Exception as exc:  # a source failing to stop must not lose the stats
                     log.warning("source did not stop cleanly", error=str(exc))
                 break
+
+
+def _connected(config: dict[str, Any], topic: str, timeout_s: float) -> Producer:
+    """A producer that got the topic's metadata within timeout_s, or PublishError saying
+    why not (the producer is dropped: it would retry for ever)."""
+    producer = Producer(config)
+    bootstrap = config["bootstrap.servers"]
+    try:
+        metadata = producer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        del producer
+        raise PublishError(f"cannot connect a producer to {bootstrap} within {timeout_s:g}s: "
+                           f"{_describe(exc.args[0])}") from None  # fmt: skip
+    found = metadata.topics.get(topic)
+    error = None if found is None else found.error
+    # A topic being created has no leader for a moment; the producer waits for one.
+    if found is None or (error is not None and error.code() != KafkaError.LEADER_NOT_AVAILABLE):
+        del producer
+        why = "it does not exist" if error is None else _describe(error)
+        raise PublishError(f"cannot publish to topic {topic!r} on {bootstrap}: {why} "
+                           "(framewire topics create)")  # fmt: skip
+    return producer
+
+
+def _describe(error: KafkaError) -> str:
+    """MSG_SIZE_TOO_LARGE: Broker: Message size too large"""
+    return f"{error.name()}: {error.str()}"
+
+
+class _DebugLog:
+    """librdkafka's log lines at debug: a down broker logs a line at every reconnect, and
+    what matters reaches the user as a PublishError or a delivery error."""
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        log.debug("librdkafka", line=fmt % args if args else fmt, level=level)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from kafka.partitioner.default import DefaultPartitioner
 
 from foundation.kafka import create_topics
 from foundation.servers import EmbeddedKafka, free_port
@@ -41,6 +42,10 @@ def test_published_frames_decode_with_the_contract(topics: Settings) -> None:
         partitions.setdefault(r.key, set()).add(r.partition)
     assert set(partitions) == {b"synthetic-0", b"synthetic-1", b"synthetic-2"}
     assert all(len(p) == 1 for p in partitions.values())
+    # The Java client's partitioner, which backfill planning uses to find a stream.
+    ids = list(range(topics.partitions))
+    assert {k: p.pop() for k, p in partitions.items()} == {
+        k: DefaultPartitioner()(k, ids, ids) for k in partitions}  # fmt: skip
     for stream in partitions:
         seqs = [int(dict(r.headers)["fw-seq"]) for r in records if r.key == stream]
         assert seqs == list(range(30))
@@ -58,20 +63,25 @@ def test_publish_limit_and_send(topics: Settings) -> None:
 
 def test_delivery_failures_are_counted_and_reported(topics: Settings) -> None:
     big = np.zeros((200, 200, 3), np.uint8).tobytes()  # 120 KB raw frame
-    with Publisher(topics, max_request_size=100_000) as publisher:
+    with Publisher(topics, config={"message.max.bytes": 100_000}) as publisher:
         publisher.send(Frame("s", 0, big, encoding="raw-bgr8", width=200, height=200))
         publisher.send(Frame("s", 1, b"small"))
         publisher.flush(10)
     stats = publisher.stats
     assert (stats.sent, stats.failed) == (1, 1)
-    assert "MessageSizeTooLarge" in stats.errors[0]
+    assert "MSG_SIZE_TOO_LARGE" in stats.errors[0]
     assert "failed=1" in stats.summary()
 
 
 def test_unreachable_broker_is_a_clear_error(settings: Settings) -> None:
     nowhere = settings.replace(kafka_bootstrap=f"127.0.0.1:{free_port()}")
     with pytest.raises(PublishError, match="cannot connect"):
-        Publisher(nowhere, api_version_auto_timeout_ms=500)
+        Publisher(nowhere, connect_timeout_s=0.5)
+
+
+def test_a_topic_the_broker_refuses_is_a_clear_error(topics: Settings) -> None:
+    with pytest.raises(PublishError, match=r"topic 'bad topic!' .*TOPIC_EXCEPTION"):
+        Publisher(topics, topic="bad topic!")
 
 
 def test_full_buffer_blocks_then_fails_clearly(tmp_path: Path) -> None:

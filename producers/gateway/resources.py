@@ -1,7 +1,7 @@
 """The connections a gateway process shares between its request threads.
 
-One Publisher (a kafka-python producer: thread-safe, but its sender thread and sockets
-must not cross a fork), one producer for feedback records, one Redis connection pool, one
+One Publisher (a librdkafka producer: thread-safe, but its threads and sockets must not
+cross a fork), one producer for feedback records, one Redis connection pool, one
 lag monitor and one Celery client app per process, each created on first use. gunicorn
 forks its workers after importing the app (and with --preload after creating it), so
 nothing here may exist before the fork: lazily created objects are, and a pid check drops
@@ -28,7 +28,7 @@ log = get_logger(__name__)
 
 # No linger for request frames: a lone request's frame goes at once. Measured with
 # run_gateway_bench (2-core machine, CPU worker): p50 at concurrency 1 went from 18.6 ms
-# (linger 5, the cameras' setting) to 10.8 ms; under load kafka-python still groups the
+# (linger 5, the cameras' setting) to 10.8 ms; under load the producer still groups the
 # frames that pile up while a send is in flight, and 8 / 32 concurrent clients were within
 # run-to-run noise of linger 5.
 GATEWAY_LINGER_MS = 0
@@ -91,10 +91,8 @@ class Resources:
     def _new_publisher(self) -> Publisher:
         # A send blocks at most as long as a request may wait in total.
         block_s = min(self.settings.producer_max_block_s, self.settings.gateway_timeout_ms / 1000)
-        return Publisher(
-            self.settings, max_block_s=block_s, max_block_ms=int(block_s * 1000),
-            linger_ms=GATEWAY_LINGER_MS,
-        )  # fmt: skip
+        return Publisher(self.settings, max_block_s=block_s, linger_ms=GATEWAY_LINGER_MS,
+                         connect_timeout_s=min(block_s, 5.0))  # fmt: skip
 
     def _new_feedback_producer(self) -> KafkaProducer:
         block_ms = int(min(self.settings.producer_max_block_s,

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from foundation.kafka import CLIENT_ID
+from foundation.kafka import CLIENT_ID, rdkafka_producer_config
 from foundation.log import get_logger
 from foundation.settings import Settings
 from schemas import Event
@@ -43,22 +43,15 @@ _DLQ_OVERHEAD_BYTES = MAX_CARRIED_HEADER_BYTES + MAX_CARRIED_KEY_BYTES + 16_384
 
 
 def librdkafka_config(settings: Settings, worker: str) -> dict[str, Any]:
-    """The publisher's producer settings (foundation.kafka.producer_config) in librdkafka's
-    names, with a 1 ms linger since a batch's results are awaited at once, and a record
-    size limit that fits every DLQ record the sink builds."""
-    acks = settings.producer_acks
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": f"{CLIENT_ID}-worker-{worker}",
-        "acks": "all" if acks == "all" else int(acks),
-        "enable.idempotence": settings.producer_idempotence == "on" and acks == "all",
+    """The publishers' producer settings (foundation.kafka.rdkafka_producer_config) with a
+    1 ms linger, since a batch's results are awaited at once, and a record size limit that
+    fits every DLQ record the sink builds."""
+    return rdkafka_producer_config(settings, f"{CLIENT_ID}-worker-{worker}", {
         "linger.ms": 1,
-        "batch.size": settings.producer_batch_bytes,
         "message.max.bytes": max(settings.max_frame_bytes + 65_536,
                                  settings.dlq_max_value_bytes + _DLQ_OVERHEAD_BYTES),
         "message.timeout.ms": _MESSAGE_TIMEOUT_MS,
-        "compression.type": "none",
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 class KafkaSink:

@@ -58,6 +58,9 @@ def test_bench_runs_end_to_end_and_reports_every_field(settings: Settings, tmp_p
         parts = point["parts_p50_ms"]
         assert set(parts) == {"queue", "decode", "batch_wait", "inference", "write"}
         assert parts["inference"] > 0, parts  # (write can round below 0: two clocks, ms)
+        tail = point["parts_tail_ms"]  # the slowest 1%: their parts add up to about p99
+        assert set(tail) == set(parts) and tail["inference"] > 0, tail
+        assert sum(tail.values()) >= 0.5 * point["p99_ms"], (tail, point["p99_ms"])
         # What the bench's own producer spent beside the worker (the broker's and Redis's
         # too where they are the embedded stack's; the test's own servers are not).
         assert point["cpu_ms_per_frame"]["bench"] > 0 and 0 < point["machine_busy"] <= 1

@@ -66,6 +66,8 @@ class LoadPoint:
     p99_ms: float
     mean_batch: float
     parts_p50_ms: dict[str, float]  # median of each latency part, where the time goes
+    # the same medians over the slowest 1% of frames (latency >= p99): where the tail's goes
+    parts_tail_ms: dict[str, float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     machine_busy: float | None = None
     # CPU per frame sent, of the embedded broker and Redis and of the bench's own producer
@@ -85,6 +87,7 @@ class LoadPoint:
             "p99_ms": self.p99_ms,
             "mean_batch": self.mean_batch,
             "parts_p50_ms": self.parts_p50_ms,
+            "parts_tail_ms": self.parts_tail_ms,
             "machine_busy": self.machine_busy,
             "cpu_ms_per_frame": self.cpu_ms_per_frame,
         }
@@ -182,6 +185,7 @@ def measure_load(
     _require_all(found, sender.frame_ids, f"{load:.0%} load")
     arrivals = list(found.values())
     latencies = [a.latency_ms for a in arrivals]
+    tail_from = float(np.percentile(latencies, 99))  # the slowest 1%, never none
     span_s = (max(a.in_redis_ms for a in arrivals) - min(a.in_redis_ms for a in arrivals)) / 1000
     return LoadPoint(
         load=load,
@@ -194,6 +198,7 @@ def measure_load(
         p99_ms=_pct(latencies, 99),
         mean_batch=mean_batch(arrivals),
         parts_p50_ms=latency_parts_p50(arrivals),
+        parts_tail_ms=latency_parts_p50([a for a in arrivals if a.latency_ms >= tail_from]),
         latencies_ms=latencies,
         machine_busy=round(meter.machine_busy, 3) if meter.machine_busy is not None else None,
         cpu_ms_per_frame={

@@ -74,6 +74,11 @@ def format_table(s: dict[str, Any]) -> str:
         parts = point.get("parts_p50_ms") or {}
         lines.append(f"  {point['load']:>13.0%}  "
                      + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
+    lines += ["", "  the same for the slowest 1% of frames (latency at or above p99):"]
+    for point in s["loads"]:
+        parts = point.get("parts_tail_ms") or {}
+        lines.append(f"  {point['load']:>13.0%}  "
+                     + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
     if any(point.get("cpu_ms_per_frame") for point in s["loads"]):
         lines += ["", "  CPU per frame sent beside the worker, per load (ms; bench: its producer):"]
         for point in s["loads"]:

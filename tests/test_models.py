@@ -186,6 +186,17 @@ def test_postprocess_top_k_sorted() -> None:
         LoadedModel(card(), SmallCNN(3)).postprocess(torch.zeros(1, 4))
 
 
+@pytest.mark.parametrize("classes", [6, 1000])  # numpy below 500 logits, torch above
+def test_postprocess_gives_torchs_softmax_top_k(classes: int) -> None:
+    model = LoadedModel(card(labels=[f"c{i}" for i in range(classes)]), SmallCNN(classes))
+    rows = 32 if classes < 500 else 4
+    logits = torch.randn(rows, classes, generator=torch.Generator().manual_seed(0))
+    scores, indices = torch.softmax(logits, dim=1).topk(5, dim=1)
+    for row, row_s, row_i in zip(model.postprocess(logits), scores, indices, strict=True):
+        assert [p["label"] for p in row] == [f"c{i}" for i in row_i.tolist()]
+        assert [p["score"] for p in row] == pytest.approx(row_s.tolist(), abs=1e-6)
+
+
 # --- prepare ------------------------------------------------------------------------------
 
 

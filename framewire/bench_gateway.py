@@ -94,7 +94,8 @@ def naive_app(settings: Settings, device: str = "cpu") -> Flask:
     from workers.engine import InferenceEngine
 
     engine = InferenceEngine(
-        load_model(resolve_model(settings.model or None)), device=device, max_batch=1
+        load_model(resolve_model(settings.model or None)), device=device, max_batch=1,
+        precision=settings.precision,
     )
     app = Flask("framewire.naive")
 

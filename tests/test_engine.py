@@ -167,3 +167,19 @@ def test_outputs_that_do_not_fit_the_card_fail_on_the_device_thread(images: np.n
     rejected = finished.get_nowait()
     assert isinstance(rejected, Rejected) and rejected.items == items
     assert {item.error_stage for item in items} == {"inference"}
+
+
+def test_bf16_on_the_cpu_runs_frozen_and_answers_as_fp32_does(
+    model: LoadedModel, images: np.ndarray
+) -> None:
+    """FRAMEWIRE_PRECISION=bf16 on a CPU: the frozen graph holds a bf16 copy (fast on AMX,
+    correct anywhere); top-1 and scores as in fp32, within bf16's precision."""
+    bf16 = InferenceEngine(model, "cpu", max_batch=16, precision="bf16", warm_up=False)
+    fp32 = InferenceEngine(model, "cpu", max_batch=16, warm_up=False)
+    assert isinstance(bf16._frozen, torch.jit.ScriptModule)
+    observed = bf16.submit(images, observe=True)
+    answers, expected = observed.result(), fp32.predict(images)
+    assert observed.embeddings().dtype == np.float32 and len(observed.embeddings()) == len(images)
+    for a, b in zip(answers, expected, strict=True):
+        assert a[0]["label"] == b[0]["label"]
+        assert a[0]["score"] == pytest.approx(b[0]["score"], abs=0.02)

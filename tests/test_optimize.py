@@ -112,3 +112,17 @@ class _SizeDependent(nn.Module):
 
 def test_a_graph_that_differs_from_eager_is_not_served() -> None:
     assert frozen(_SizeDependent().eval(), SCALE, SHIFT, SHAPE, max_batch=8) is None
+
+
+def test_a_bf16_graph_runs_a_bf16_copy_and_answers_as_fp32_does() -> None:
+    module = for_inference(_with_statistics(ARCHITECTURES["small-cnn"](6)))
+    graph = frozen(module, SCALE, SHIFT, SHAPE, max_batch=8, embeddings=True,
+                   dtype=torch.bfloat16)  # fmt: skip
+    assert graph is not None
+    assert next(module.parameters()).dtype == torch.float32  # the module itself is untouched
+    batch = torch.randint(0, 256, (8, *SHAPE), dtype=torch.uint8)
+    with torch.inference_mode():
+        logits, embeddings = graph(batch)
+        expected = module(batch.permute(0, 3, 1, 2).float() / 255)
+    assert logits.dtype == embeddings.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, rtol=0.05, atol=0.05)

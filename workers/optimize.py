@@ -18,6 +18,7 @@ The graph runs in C++ with the GIL released for the whole call.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -30,6 +31,10 @@ from models.normalise import to_model_input
 from models.observe import embedding_hook
 
 log = structlog.get_logger(__name__)
+
+# How close the graph's outputs must be to the eager module's: bfloat16 keeps 8 bits of
+# mantissa, and freezing may fold ops in another order.
+_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2}
 
 
 def for_inference(module: nn.Module) -> nn.Module:
@@ -61,9 +66,10 @@ class _Served(nn.Module):
     observed batch runs frozen like every other."""
 
     def __init__(self, module: nn.Module, scale: torch.Tensor, shift: torch.Tensor,
-                 embeddings: bool) -> None:  # fmt: skip
+                 embeddings: bool, dtype: torch.dtype) -> None:  # fmt: skip
         super().__init__()
         self.module = module
+        self.dtype = dtype
         self.register_buffer("scale", scale)
         self.register_buffer("shift", shift)
         self._taken: torch.Tensor | None = None
@@ -73,22 +79,28 @@ class _Served(nn.Module):
         self._taken = embeddings
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits = self.module(to_model_input(batch, self.scale, self.shift))
+        x = to_model_input(batch, self.scale, self.shift)
+        logits = self.module(x if self.dtype == torch.float32 else x.to(self.dtype)).float()
         if self.hook is None:
             return logits
         embeddings, self._taken = self._taken, None
-        return logits, embeddings
+        assert embeddings is not None
+        return logits, embeddings.float()
 
 
 def frozen(
     module: nn.Module, scale: torch.Tensor, shift: torch.Tensor, shape: tuple[int, int, int],
-    max_batch: int, embeddings: bool = False,
+    max_batch: int, embeddings: bool = False, dtype: torch.dtype = torch.float32,
 ) -> torch.jit.ScriptModule | None:  # fmt: skip
     """The forward from uint8 pixels to logits as one frozen TorchScript graph, or None when
     the module cannot be traced or the graph does not give the eager outputs at batch 1,
     an odd size and max_batch (a trace bakes in whatever Python decided at trace time).
-    embeddings: the graph returns (logits, embeddings), for a module with a final Linear."""
-    served = _Served(module, scale, shift, embeddings).eval()
+    embeddings: the graph returns (logits, embeddings), for a module with a final Linear.
+    dtype: the model's weights and activations in the graph (a copy of the module is cast;
+    outputs are float32 either way): bfloat16 runs on a CPU's AMX units."""
+    if dtype != torch.float32:
+        module = copy.deepcopy(module).to(dtype)
+    served = _Served(module, scale, shift, embeddings, dtype).eval()
     sizes = sorted({1, min(3, max_batch), max_batch})
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator)
@@ -98,7 +110,7 @@ def frozen(
             warnings.simplefilter("ignore")  # trace and freeze warn about what they check
             graph = torch.jit.freeze(torch.jit.trace(served, inputs[-1], check_trace=False))
             for x in inputs:
-                if not _same(graph(x), served(x)):
+                if not _same(graph(x), served(x), _TOLERANCE[dtype]):
                     raise ValueError(f"outputs differ from eager at batch {len(x)}")
     except Exception as exc:  # tracing raises many types; eager serves the model all the same
         log.warning("model not frozen: eager on the CPU",
@@ -110,7 +122,7 @@ def frozen(
     return graph
 
 
-def _same(graph_out: Any, eager_out: Any) -> bool:
+def _same(graph_out: Any, eager_out: Any, tolerance: float) -> bool:
     pairs = zip(graph_out, eager_out, strict=True) if isinstance(eager_out, tuple) else [
         (graph_out, eager_out)]  # fmt: skip
-    return all(torch.allclose(g, e, rtol=1e-4, atol=1e-4) for g, e in pairs)
+    return all(torch.allclose(g, e, rtol=tolerance, atol=tolerance) for g, e in pairs)

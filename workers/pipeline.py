@@ -232,7 +232,8 @@ class StreamingPipeline:
 
     def _build_engine(self, model: LoadedModel) -> InferenceEngine:
         return InferenceEngine(
-            model, self.device, self.settings.max_batch, cpu_threads=self.cpu_threads,
+            model, self.device, self.settings.max_batch, precision=self.settings.precision,
+            cpu_threads=self.cpu_threads,
         )  # fmt: skip
 
     def build_engine_for(self, source: str) -> InferenceEngine:

@@ -60,7 +60,10 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
     with ExitStack() as cleanup:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="fw-bench-")))
         model_dir = model_directory(options.model, options.input_size, tmp)
-        engine = InferenceEngine(load_model(model_dir), device, max_batch)
+        # The same number format as the worker's (FRAMEWIRE_PRECISION): the naive baseline
+        # and the model-only ceiling run this engine.
+        engine = InferenceEngine(load_model(model_dir), device, max_batch,
+                                 precision=settings.precision)  # fmt: skip
         card = engine.card
         pool = _frame_pool(options, card)
         # As the worker will decide it, on the same machine with the same settings.

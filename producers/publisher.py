@@ -192,21 +192,21 @@ class Publisher:
         record = frame.to_record()
         size = len(record.value) + len(record.key or b"") + _RECORD_OVERHEAD
         self._reserve(size)
+        refused: KafkaError | None = None
         try:
             self._producer.produce(
                 self.topic, key=record.key, value=record.value, headers=record.headers,
                 on_delivery=partial(self._on_delivery, size, len(record.value)),
             )  # fmt: skip
         except KafkaException as exc:
-            with self._lock:
-                self.stats.accepted += 1
-            self._on_delivery(size, 0, exc.args[0], None)
-            return
+            refused = exc.args[0]
         except BaseException:
             self._release(size)
             raise
         with self._lock:
             self.stats.accepted += 1
+        if refused is not None:
+            self._on_delivery(size, 0, refused, None)
     def publish(
         self, frames: Iterable[Frame], progress: bool = False, limit: int | None = None
     ) -> PublishStats:

@@ -77,6 +77,13 @@ class Rejected:
     items: list[WorkItem]
 
 
+def failed_inference(items: list[WorkItem], exc: BaseException) -> Rejected:
+    """The frames of a batch whose model (or its outputs) failed, marked for the DLQ."""
+    for item in items:
+        item.fail("inference", f"{type(exc).__name__}: {exc}"[:300])
+    return Rejected(items)
+
+
 @dataclass
 class _Launched:
     items: list[WorkItem]
@@ -303,9 +310,7 @@ class DeviceStage(threading.Thread):
 
     def _fail(self, items: list[WorkItem], exc: BaseException) -> None:
         log.exception("inference failed", frames=len(items))
-        for item in items:
-            item.fail("inference", f"{type(exc).__name__}: {exc}"[:300])
-        self.finished.put(Rejected(items))
+        self.finished.put(failed_inference(items, exc))
 
     def _swap_if_installed(self) -> None:
         # Between two batches: a batch already launched keeps its own engine (_Launched),

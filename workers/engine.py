@@ -59,18 +59,21 @@ class PendingBatch:
 
     def wait(self) -> None:
         """Wait for the device and check the outputs, raising what result() would raise.
-        result() then only builds the predictions: Python and two small torch ops, which
-        the worker leaves to its writer thread (workers/device.py, FinishedBatch)."""
+        result() then only builds the predictions (the top-k), which the worker leaves to
+        its writer thread (workers/device.py, FinishedBatch)."""
+        self._synchronize()
+        if self._logits is not None:
+            self._model.check_logits(self._logits)
+
+    def _synchronize(self) -> None:
         if self._event is not None:
             self._event.synchronize()
             self._event = None
-        if self._logits is not None:
-            self._model.check_logits(self._logits)
 
     def result(self) -> list[list[dict]]:
         """Wait for the device, then per image the predictions, best first."""
         if self._result is None:
-            self.wait()
+            self._synchronize()  # postprocess checks the outputs itself
             logits = self._logits
             self._result = [] if logits is None else self._model.postprocess(logits)
             self._logits = None

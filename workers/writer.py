@@ -30,7 +30,7 @@ from foundation.log import get_logger
 from schemas import Event, Latency, ModelRef, Prediction, Result, Source
 from schemas.frame import now_ms
 from workers import metrics
-from workers.device import FinishedBatch, Rejected
+from workers.device import FinishedBatch, Rejected, failed_inference
 from workers.observe import observation_event
 from workers.sinks import (
     Delivery,
@@ -130,9 +130,7 @@ class ResultWriter(threading.Thread):
             batch.predictions  # noqa: B018 (built once, kept)
         except Exception as exc:  # a model's outputs must not stop the writer
             log.exception("postprocessing failed", frames=len(batch.items))
-            for item in batch.items:
-                item.fail("inference", f"{type(exc).__name__}: {exc}"[:300])
-            return Rejected(batch.items)
+            return failed_inference(batch.items, exc)
         return batch
 
     def _send_batch(self, batch: FinishedBatch) -> _Unacked:

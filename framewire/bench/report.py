@@ -69,16 +69,16 @@ def format_table(s: dict[str, Any]) -> str:
             f"  {point['load']:>13.0%}  {point['offered_fps']:>9,.0f} {point['p50_ms']:>8.1f} "
             f"{point['p95_ms']:>8.1f} {point['p99_ms']:>8.1f} {point['mean_batch']:>11.2f}"
         )
-    lines += ["", "  where the time goes, medians per load (ms; queue: capture to decode start):"]
-    for point in s["loads"]:
-        parts = point.get("parts_p50_ms") or {}
-        lines.append(f"  {point['load']:>13.0%}  "
-                     + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
-    lines += ["", "  the same for the slowest 1% of frames (latency at or above p99):"]
-    for point in s["loads"]:
-        parts = point.get("parts_tail_ms") or {}
-        lines.append(f"  {point['load']:>13.0%}  "
-                     + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
+    for key, title in (
+        ("parts_p50_ms", "where the time goes, medians per load (ms; queue: capture to decode "
+                         "start):"),
+        ("parts_tail_ms", "the same for the slowest 1% of frames (latency at or above p99):"),
+    ):  # fmt: skip
+        lines += ["", f"  {title}"]
+        for point in s["loads"]:
+            parts = point.get(key) or {}
+            lines.append(f"  {point['load']:>13.0%}  "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))  # fmt: skip
     if any(point.get("cpu_ms_per_frame") for point in s["loads"]):
         lines += ["", "  CPU per frame sent beside the worker, per load (ms; bench: its producer):"]
         for point in s["loads"]:

@@ -47,7 +47,8 @@ def main() -> None:
         spec = loaded.card.input
         module = for_inference(loaded.module)
         scale, shift = normalisation(spec, torch.device("cpu"))
-        served = _Served(module, scale, shift).eval()
+        # As the worker builds it: the embeddings (for drift) as a second output.
+        served = _Served(module, scale, shift, embeddings=True, dtype=torch.float32).eval()
         for batch in (1, 16, 32):
             x = torch.randint(0, 256, (batch, spec.height, spec.width, 3), dtype=torch.uint8)
             reps = max(3, (200 if name == "demo" else 40) // batch)

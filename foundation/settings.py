@@ -160,7 +160,8 @@ class Settings:
     )
     max_batch: int = setting(32, _positive_int, "largest batch the device runs")
     max_delay_ms: float = setting(
-        5.0, _non_negative_float, "longest a ready frame waits for a fuller batch while busy"
+        5.0, _non_negative_float, "longest a ready frame waits for a fuller batch while the "
+        "device is busy, or on a CPU while a backlog is still in decode"
     )
     decode_threads: int = setting(
         min(8, os.cpu_count() or 1), _positive_int, "threads decoding and resizing frames"

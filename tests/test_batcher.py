@@ -82,3 +82,39 @@ def test_frames_are_batched_in_poll_order_even_when_decoded_out_of_order():
     threading.Thread(target=finish_decode).start()
     batch = batcher.next_batch(lambda: True, timeout_s=1)
     assert [i.record for i in batch] == [0, 1, 2]
+
+
+def test_an_idle_cpu_device_waits_for_frames_still_in_decode():
+    """On a CPU a batch's fixed costs share the cores with decoding: with the device idle,
+    frames already polled and still in decode join the batch when they fill it (up to
+    max_delay)."""
+    for fill, expected in ((True, [0, 1]), (False, [0])):
+        ready = filled(1)
+        decoding: Future = Future()
+        ready.put(decoding)
+        threading.Timer(0.05, lambda f=decoding: f.set_result(item(1))).start()
+        batcher = DynamicBatcher(ready, max_batch=2, max_delay_ms=1000, fill_from_decode=fill)
+        started = time.monotonic()
+        batch = batcher.next_batch(lambda: True, timeout_s=1)
+        assert [i.record for i in batch] == expected
+        assert time.monotonic() - started < 0.5  # the decode ended the wait, not max_delay
+        time.sleep(0.1)  # the other decode finishes before the next case
+
+
+def test_an_idle_cpu_device_waits_only_for_a_backlog_and_only_up_to_max_delay():
+    """At low load a frame is a batch of one at once; frames in decode that would not fill
+    the batch are left for the next one; and a decode that outlasts max_delay too."""
+    for polled, max_batch in ((1, 8), (3, 8)):  # nothing in decode; too little to fill 8
+        ready = filled(1)
+        for _ in range(polled - 1):
+            ready.put(Future())  # still in decode
+        batcher = DynamicBatcher(ready, max_batch, max_delay_ms=1000, fill_from_decode=True)
+        started = time.monotonic()
+        assert [i.record for i in batcher.next_batch(lambda: True, timeout_s=1)] == [0]
+        assert time.monotonic() - started < 0.5
+    ready = filled(1)
+    ready.put(Future())  # never decoded
+    batcher = DynamicBatcher(ready, max_batch=2, max_delay_ms=50, fill_from_decode=True)
+    started = time.monotonic()
+    assert [i.record for i in batcher.next_batch(lambda: True, timeout_s=1)] == [0]
+    assert 0.04 < time.monotonic() - started < 0.5

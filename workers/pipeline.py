@@ -89,7 +89,8 @@ class StreamingPipeline:
         self.backfill = BackfillLane(settings.backfill_share)
         self._backfill_engine: tuple[str, InferenceEngine] | None = None
         self.device_stage = DeviceStage(
-            DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms),
+            DynamicBatcher(self.ready, settings.max_batch, settings.max_delay_ms,
+                           fill_from_decode=self.device == "cpu"),
             self._load_first_engine,
             self.finished,
             prepare_again=lambda item, engine: self._decode(item, engine.card.input),

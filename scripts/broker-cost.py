@@ -84,7 +84,8 @@ def live(rate: float, seconds: float, with_consumer: bool) -> str:
         spent = broker.cpu_s() - before
         time.sleep(1)
         stop.set()
-        reader.join(5) if with_consumer else None
+        if with_consumer:
+            reader.join(5)
         line = f"live, {rate:.0f} frames/s, {'with' if with_consumer else 'no'} consumer: " \
                f"broker {spent / count * 1000:.2f} ms of CPU per frame"  # fmt: skip
         if latencies_ms:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -72,6 +73,10 @@ def test_operating_a_running_worker(running_worker, tmp_path):
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
     assert 'framewire_frames_total{status="ok"} 30.0' in text
     assert "framewire_batch_size_count" in text and "framewire_model_info{" in text
+    # torch's and Celery's objects are out of the collector's walk (workers/collector.py)
+    frozen = re.search(r"^framewire_gc_frozen_objects (\S+)$", text, re.MULTILINE)
+    assert frozen and float(frozen.group(1)) > 50_000
+    assert 'framewire_gc_pause_seconds_count{generation="0"}' in text
 
     # reload_model: a broadcast that swaps the model between batches
     replies = broadcast_reload(app, other_model(tmp_path / "other"))

@@ -72,11 +72,20 @@ DEVICE_BATCHES = Counter(
     ["kind"],
 )
 
+# The cyclic collector holds the GIL while it runs (workers/collector.py).
+GC_PAUSE = Histogram(
+    "framewire_gc_pause_seconds", "Garbage collections by generation: how long each held the GIL",
+    ["generation"], buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+)
+GC_FROZEN = Gauge(
+    "framewire_gc_frozen_objects", "Objects of the worker's startup that the collector skips"
+)
+
 METRIC_NAMES = sorted(
     m._name
     for m in (FRAMES, BATCH_SIZE, QUEUE_WAIT, DECODE_TIME, BATCH_WAIT, INFERENCE_TIME,
               END_TO_END, CONSUMER_LAG, IN_FLIGHT, PAUSED, SINK_RETRIES, SINK_FAILURES,
               EVENTS_DROPPED, DEAD_LETTERS, POISON_FRAMES, DELIVERY_COUNT_FAILURES,
               INFERENCE_DEADLINES, STALLED, FETCH_WAIT, MODEL_INFO, DEVICE_MEMORY,
-              BACKFILL_FRAMES, BACKFILL_TASKS, DEVICE_BATCHES)
+              BACKFILL_FRAMES, BACKFILL_TASKS, DEVICE_BATCHES, GC_PAUSE, GC_FROZEN)
 )  # fmt: skip

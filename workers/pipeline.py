@@ -26,7 +26,7 @@ from models.device import resolve_device
 from models.loader import LoadedModel
 from models.spec import ModelCard
 from schemas import Event
-from workers import metrics
+from workers import collector, metrics
 from workers.alarms import Alarms
 from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
@@ -126,6 +126,10 @@ class StreamingPipeline:
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Load the model (in the device thread), then start consuming."""
+        # Torch, Celery and the rest live as long as the process: out of the collector's
+        # reach (workers/collector.py). The model, loaded next, stays within it.
+        collector.observe_pauses()
+        collector.freeze_startup_objects()
         self.device_stage.start()
         if not self.device_stage.ready.wait(timeout_s) or self.device_stage.engine is None:
             raise RuntimeError(f"model did not load: {self.device_stage.load_error}")

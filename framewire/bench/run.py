@@ -98,6 +98,9 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
             summary.update(_naive(base, engine, pool, options, run_id, echo))
         del engine  # the worker loads its own copy; free this one's memory first
         gc.collect()
+        # The paced sender shares this process: a full collection over torch's objects
+        # held the GIL for 107-279 ms in the load phases, then the sender burst to catch up.
+        gc.freeze()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

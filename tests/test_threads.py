@@ -63,3 +63,29 @@ def test_cpu_is_summed_by_thread_name_across_a_pool() -> None:
         thread.join()
     assert by_name["fw-spin"] >= 0.28  # both pool threads under one name
     assert "fw-spin_0" not in by_name
+
+
+def test_threads_started_from_a_named_thread_count_apart() -> None:
+    done = threading.Event()
+
+    def spin_in_a_child() -> None:  # a library's thread, started from the named one
+        until = time.thread_time() + 0.15
+        while time.thread_time() < until:
+            pass
+        done.wait()
+
+    def named() -> None:
+        name_os_thread()
+        threading.Thread(target=spin_in_a_child).start()  # keeps the kernel name fw-owner
+        done.wait()
+
+    owner = threading.Thread(target=named, name="framewire-owner")
+    owner.start()
+    deadline = time.monotonic() + 10
+    while thread_cpu_s(os.getpid()).get("fw-owner+", 0) < 0.14 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    by_name = thread_cpu_s(os.getpid())
+    done.set()
+    owner.join()
+    assert by_name["fw-owner+"] >= 0.14  # the child's spin
+    assert by_name["fw-owner"] < 0.1  # the named thread itself only waited

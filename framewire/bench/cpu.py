@@ -16,20 +16,30 @@ def process_cpu_s(pid: int) -> float | None:
 def thread_cpu_s(pid: int) -> dict[str, float]:
     """CPU seconds so far of pid's threads, summed by kernel thread name with a trailing
     pool index dropped (fw-decode_0 and fw-decode_1 count as fw-decode). The worker names
-    its threads (workers/threads.py); library threads keep what they have, often "python"."""
+    its threads (workers/threads.py); library threads keep what they have, often "python".
+
+    A thread starts with its creator's name, so the threads a library starts from a named
+    thread (OpenMP's from the device thread, CUDA's) carry it too. Of the threads sharing a
+    name, the first (the lowest id: ids rise as threads start) is the named one; the rest
+    count under the name with a "+" (fw-device+), apart from it.
+    """
     by_name: Counter[str] = Counter()
     try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda task: int(task.name))
     except OSError:
         return {}
+    seen: set[str] = set()
     for task in tasks:
         try:
             name = (task / "comm").read_text().strip()
         except OSError:
             continue  # the thread ended
         cpu = _stat_cpu_s(task / "stat")
-        if cpu is not None:
-            by_name[re.sub(r"_\d+$", "", name)] += cpu
+        if cpu is None:
+            continue
+        key = re.sub(r"_\d+$", "", name) + ("+" if name in seen else "")
+        seen.add(name)
+        by_name[key] += cpu
     return dict(by_name)
 
 

@@ -1,4 +1,5 @@
-"""The worker's garbage collector: startup objects frozen, pauses timed (workers/collector.py)."""
+"""The garbage collector in a long-running process: startup frozen, pauses timed
+(foundation/collector.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import weakref
 import pytest
 from prometheus_client import REGISTRY
 
-from workers import collector
+from foundation import collector
+from workers import metrics
 
 
 @pytest.fixture
@@ -17,11 +19,10 @@ def unfrozen():
     gc.unfreeze()  # the rest of the session collects as usual
 
 
-def test_startup_objects_are_frozen_and_what_comes_later_is_still_collected(unfrozen):
+def test_startup_is_frozen_and_what_comes_later_is_still_collected(unfrozen):
     before = len(gc.get_objects())
-    frozen = collector.freeze_startup_objects()
+    frozen = collector.freeze_long_lived()
     assert frozen == gc.get_freeze_count() >= before // 2
-    assert REGISTRY.get_sample_value("framewire_gc_frozen_objects") == frozen
 
     class Engine:  # an engine holds reference cycles, as a model loaded later does
         pass
@@ -35,13 +36,16 @@ def test_startup_objects_are_frozen_and_what_comes_later_is_still_collected(unfr
 
 
 def test_every_collection_is_timed_by_generation():
-    collector.observe_pauses()
-    collector.observe_pauses()
+    seen: list[tuple[int, float]] = []
+    collector.time_collections(lambda generation, s: seen.append((generation, s)))
+    collector.time_collections(metrics.observe_gc_pause)
     assert gc.callbacks.count(collector._on_collection) == 1
+
     def pauses(kind: str) -> float:
         return REGISTRY.get_sample_value(f"framewire_gc_pause_seconds_{kind}",
                                          {"generation": "2"}) or 0.0  # fmt: skip
 
     count, total = pauses("count"), pauses("sum")
     gc.collect()
+    assert seen and seen[-1][0] == 2 and seen[-1][1] > 0
     assert pauses("count") == count + 1 and pauses("sum") > total

@@ -168,3 +168,19 @@ def test_images_are_checked_from_the_header_without_decoding():
     png = cv2.imencode(".png", np.zeros((5, 7, 3), np.uint8))[1].tobytes()
     assert sniff_encoding(png) == "png"
     assert validate_image(png, "x", 10**6, 10**8).width == 7
+
+
+def test_the_served_app_freezes_what_it_built(topics, monkeypatch):
+    import gc
+
+    from producers.gateway import wsgi
+
+    for name, value in topics.to_env().items():
+        monkeypatch.setenv(name, value)
+    gc.unfreeze()
+    app = wsgi.serve()
+    try:  # Flask, the clients: out of the collector's walk (foundation/collector.py)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        gateway_state(app).resources.close()

@@ -73,7 +73,7 @@ def test_operating_a_running_worker(running_worker, tmp_path):
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
     assert 'framewire_frames_total{status="ok"} 30.0' in text
     assert "framewire_batch_size_count" in text and "framewire_model_info{" in text
-    # torch's and Celery's objects are out of the collector's walk (workers/collector.py)
+    # torch's and Celery's objects are out of the collector's walk (foundation/collector.py)
     frozen = re.search(r"^framewire_gc_frozen_objects (\S+)$", text, re.MULTILINE)
     assert frozen and float(frozen.group(1)) > 50_000
     assert 'framewire_gc_pause_seconds_count{generation="0"}' in text

@@ -72,7 +72,7 @@ DEVICE_BATCHES = Counter(
     ["kind"],
 )
 
-# The cyclic collector holds the GIL while it runs (workers/collector.py).
+# The cyclic collector holds the GIL while it runs (foundation/collector.py).
 GC_PAUSE = Histogram(
     "framewire_gc_pause_seconds", "Garbage collections by generation: how long each held the GIL",
     ["generation"], buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
@@ -80,6 +80,12 @@ GC_PAUSE = Histogram(
 GC_FROZEN = Gauge(
     "framewire_gc_frozen_objects", "Objects of the worker's startup that the collector skips"
 )
+
+
+
+def observe_gc_pause(generation: int, seconds: float) -> None:
+    GC_PAUSE.labels(str(generation)).observe(seconds)
+
 
 METRIC_NAMES = sorted(
     m._name

@@ -20,13 +20,14 @@ from typing import Any
 
 import redis
 
+from foundation import collector
 from foundation.log import get_logger
 from foundation.settings import Settings
 from models.device import resolve_device
 from models.loader import LoadedModel
 from models.spec import ModelCard
 from schemas import Event
-from workers import collector, metrics
+from workers import metrics
 from workers.alarms import Alarms
 from workers.backfill.lane import BackfillLane
 from workers.batcher import DynamicBatcher
@@ -127,9 +128,9 @@ class StreamingPipeline:
     def start(self, timeout_s: float = 120.0) -> None:
         """Load the model (in the device thread), then start consuming."""
         # Torch, Celery and the rest live as long as the process: out of the collector's
-        # reach (workers/collector.py). The model, loaded next, stays within it.
-        collector.observe_pauses()
-        collector.freeze_startup_objects()
+        # walk (foundation/collector.py). The model, loaded next, stays within it.
+        collector.time_collections(metrics.observe_gc_pause)
+        metrics.GC_FROZEN.set(collector.freeze_long_lived())
         self.device_stage.start()
         if not self.device_stage.ready.wait(timeout_s) or self.device_stage.engine is None:
             raise RuntimeError(f"model did not load: {self.device_stage.load_error}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from foundation import collector
 from foundation.log import configure_logging
 from foundation.settings import Settings
 from producers.gateway.app import create_app
@@ -15,4 +16,8 @@ from producers.gateway.app import create_app
 def serve() -> Flask:
     settings = Settings.load()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    # The app, Flask and the clients live as long as this process: out of the collector's
+    # walk, a full collection no longer stops every request thread (foundation/collector.py).
+    collector.freeze_long_lived()
+    return app

@@ -42,22 +42,28 @@ def test_the_kernel_sees_the_shortened_python_name() -> None:
     assert seen == ["fw-decode_1", "fw-a-very-long-"]  # the kernel keeps 15 bytes
 
 
-def test_cpu_is_summed_by_thread_name_across_a_pool() -> None:
-    def spin() -> None:
-        until = time.thread_time() + 0.15
-        while time.thread_time() < until:
-            pass
+def _spin(seconds: float = 0.15) -> None:
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
 
+
+def _cpu_once(name: str, at_least: float) -> dict[str, float]:
+    """thread_cpu_s of this process once `name` has spent at_least seconds (or 10 s passed)."""
+    deadline = time.monotonic() + 10
+    while thread_cpu_s(os.getpid()).get(name, 0) < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return thread_cpu_s(os.getpid())
+
+
+def test_cpu_is_summed_by_thread_name_across_a_pool() -> None:
     done = threading.Event()
     # Threads still alive when read (a finished thread's /proc entry is gone).
-    threads = [threading.Thread(target=lambda: (name_os_thread(), spin(), done.wait()),
+    threads = [threading.Thread(target=lambda: (name_os_thread(), _spin(), done.wait()),
                                 name=f"framewire-spin_{i}") for i in range(2)]  # fmt: skip
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 10
-    while thread_cpu_s(os.getpid()).get("fw-spin", 0) < 0.28 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    by_name = thread_cpu_s(os.getpid())
+    by_name = _cpu_once("fw-spin", 0.28)
     done.set()
     for thread in threads:
         thread.join()
@@ -68,23 +74,15 @@ def test_cpu_is_summed_by_thread_name_across_a_pool() -> None:
 def test_threads_started_from_a_named_thread_count_apart() -> None:
     done = threading.Event()
 
-    def spin_in_a_child() -> None:  # a library's thread, started from the named one
-        until = time.thread_time() + 0.15
-        while time.thread_time() < until:
-            pass
-        done.wait()
-
     def named() -> None:
         name_os_thread()
-        threading.Thread(target=spin_in_a_child).start()  # keeps the kernel name fw-owner
+        # A library's thread, started from the named one: it keeps the kernel name fw-owner.
+        threading.Thread(target=lambda: (_spin(), done.wait())).start()
         done.wait()
 
     owner = threading.Thread(target=named, name="framewire-owner")
     owner.start()
-    deadline = time.monotonic() + 10
-    while thread_cpu_s(os.getpid()).get("fw-owner+", 0) < 0.14 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    by_name = thread_cpu_s(os.getpid())
+    by_name = _cpu_once("fw-owner+", 0.14)
     done.set()
     owner.join()
     assert by_name["fw-owner+"] >= 0.14  # the child's spin

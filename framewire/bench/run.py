@@ -25,6 +25,7 @@ from typing import Any
 import redis
 import torch
 
+from foundation import collector
 from foundation.kafka import create_topics
 from foundation.settings import Settings
 from framewire.bench import ceilings
@@ -97,10 +98,10 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Echo) -> dict[str
         if not options.null_model:
             summary.update(_naive(base, engine, pool, options, run_id, echo))
         del engine  # the worker loads its own copy; free this one's memory first
-        gc.collect()
         # The paced sender shares this process: a full collection over torch's objects
         # held the GIL for 107-279 ms in the load phases, then the sender burst to catch up.
-        gc.freeze()
+        collector.freeze_long_lived()
+        cleanup.callback(gc.unfreeze)  # a caller in the same process collects as before
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -82,7 +82,6 @@ GC_FROZEN = Gauge(
 )
 
 
-
 def observe_gc_pause(generation: int, seconds: float) -> None:
     GC_PAUSE.labels(str(generation)).observe(seconds)
 

@@ -35,7 +35,8 @@ def test_startup_is_frozen_and_what_comes_later_is_still_collected(unfrozen):
     assert gone() is None  # a model replaced by a deployment is freed
 
 
-def test_every_collection_is_timed_by_generation():
+def test_every_collection_is_timed_by_generation(monkeypatch):
+    monkeypatch.setattr(collector, "_observers", [])  # this test's observers go with it
     seen: list[tuple[int, float]] = []
     collector.time_collections(lambda generation, s: seen.append((generation, s)))
     collector.time_collections(metrics.observe_gc_pause)

@@ -7,6 +7,7 @@ the last check of each test confirms by reading the (empty) frames topic.
 from __future__ import annotations
 
 import base64
+import gc
 import io
 from collections.abc import Iterator
 
@@ -171,8 +172,6 @@ def test_images_are_checked_from_the_header_without_decoding():
 
 
 def test_the_served_app_freezes_what_it_built(topics, monkeypatch):
-    import gc
-
     from producers.gateway import wsgi
 
     for name, value in topics.to_env().items():
